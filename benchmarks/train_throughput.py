@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Training throughput: fastnst's trainer vs the plain pytorch/examples recipe, in the same run.
+
+Both train the same architecture at 256² crops, batch 4, with VGG16 and real photos; each variant is timed on the
+same pre-loaded batches (data loading excluded for both), interleaved in rounds so machine noise hits all
+variants alike; the median step time is reported. Usage:
+
+    python benchmarks/train_throughput.py [--device cpu|cuda] [--rounds 3] [--steps 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_recipe import ReferenceTrainer  # noqa: E402
+
+from fastnst.config import load_config  # noqa: E402
+from fastnst.data import CropSpec, PhotoCrops  # noqa: E402
+from fastnst.train import Trainer  # noqa: E402
+from fastnst.weights import load_vgg_features_state  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "photos"))
+    parser.add_argument("--style", default=str(REPO.parent / "shared" / "data" / "styles" / "van_gogh_starry_night.jpg"))
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per round")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--variants", default="auto", help="comma list of fastnst variants, e.g. "
+                        "'fp32,fp32-cl,bf16-cl,bf16-cl-compile' (auto: a sensible set for the device)")
+    parser.add_argument("--json", help="also write results to this JSON file")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    dataset = PhotoCrops(args.data_dir, CropSpec(args.size), seed=0, max_pixels=None)
+    batches = [torch.stack([dataset[i * args.batch_size + j][0] for j in range(args.batch_size)])
+               for i in range(args.rounds * args.steps + args.warmup)]
+
+    names = args.variants.split(",") if args.variants != "auto" else (
+        ["fp32", "fp32-cl", "bf16-cl", "bf16-cl-compile"] if device.type == "cuda" else ["fp32", "fp32-cl", "bf16-cl"])
+    runners: dict[str, object] = {}
+    from fastnst.images import image_to_tensor, load_rgb
+    style = image_to_tensor(load_rgb(args.style))
+    runners["reference"] = ReferenceTrainer(load_vgg_features_state("vgg16"), style, device)
+    tmp = tempfile.mkdtemp(prefix="fastnst-bench-")
+    for name in names:
+        config = load_config(None, {
+            "style_image": args.style, "data_dir": args.data_dir, "image_size": args.size,
+            "batch_size": args.batch_size, "steps": 10**6, "device": device.type, "tensorboard": False,
+            "amp": "bf16" if name.startswith("bf16") else "none", "channels_last": "-cl" in name,
+            "compile": name.endswith("compile"), "output_dir": f"{tmp}/{name}", "num_workers": 0,
+        })
+        runners[name] = Trainer(config)
+
+    def run_step(name: str, batch: torch.Tensor) -> None:
+        runner = runners[name]
+        if isinstance(runner, ReferenceTrainer):
+            runner.step(batch.to(device) * 255.0)
+        else:
+            losses = runner._train_step(batch, 1e-3)
+            float(losses["total"])
+
+    for name in runners:  # warm-up (and compilation)
+        for i in range(args.warmup):
+            run_step(name, batches[i])
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for r in range(args.rounds):
+        for name in runners:
+            sync(device)
+            start = time.perf_counter()
+            for s in range(args.steps):
+                run_step(name, batches[args.warmup + r * args.steps + s])
+            sync(device)
+            times[name].append((time.perf_counter() - start) / args.steps)
+
+    ref = statistics.median(times["reference"])
+    hardware = device_name(device) if device.type == "cuda" else cpu_model()
+    print(f"training throughput, {args.size}² crops, batch {args.batch_size}, VGG16, device {device.type} "
+          f"({hardware}, torch {torch.__version__}, {torch.get_num_threads()} threads), host {socket.gethostname()}")
+    print(f"{'variant':<18}{'s/step':>10}{'img/s':>10}{'vs reference':>14}")
+    results = {}
+    for name, values in times.items():
+        median = statistics.median(values)
+        results[name] = {"seconds_per_step": median, "images_per_second": args.batch_size / median,
+                         "speedup_vs_reference": ref / median, "rounds": values}
+        print(f"{name:<18}{median:>10.4f}{args.batch_size / median:>10.2f}{ref / median:>13.2f}×")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": device.type, "hardware": hardware,
+                                               "torch": torch.__version__, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The ``fastnst`` command line.
+
+This is the only layer that prints, parses argv and exits: library errors (FastNSTError) become one line on
+stderr and exit status 1, a wrong flag exits with status 2 (argparse), Ctrl-C exits with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .commands import COMMANDS
+from .errors import FastNSTError
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastnst", description="Fast neural style transfer.")
+    parser.add_argument("--version", action="version", version=f"fastnst {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"{__package__}.commands.{name}").register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    try:
+        return args.handler(args)
+    except FastNSTError as exc:
+        print(f"fastnst: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("fastnst: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""``fastnst train``: train a style network from a TOML config plus flag overrides."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import fields
+from typing import Any, Literal, get_args, get_origin
+
+from ..errors import FastNSTError
+
+EXIT_INTERRUPTED = 130
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, typed from its annotation; defaults stay in the dataclass."""
+    from ..config import FIELD_TYPES, TrainConfig
+
+    group = parser.add_argument_group("config overrides (defaults shown are TrainConfig's)")
+    for item in fields(TrainConfig):
+        annotation = FIELD_TYPES[item.name]
+        flag = "--" + item.name.replace("_", "-")
+        help_text = f"{item.metadata['help']} [default: {item.default!r}]"
+        kwargs: dict[str, Any] = {"dest": item.name, "default": None, "help": help_text}
+        origin = get_origin(annotation)
+        if annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif origin is Literal:
+            kwargs["choices"] = list(get_args(annotation))
+        elif origin is tuple:
+            kwargs["nargs"] = "+"
+            kwargs["type"] = get_args(annotation)[0]
+        else:
+            kwargs["type"] = annotation
+        group.add_argument(flag, **kwargs)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("train", help="train a style network", description="Train a style network "
+                                 "(Johnson et al. 2016). Values come from --config, then from the flags below.")
+    parser.add_argument("-c", "--config", help="TOML config file (see configs/)")
+    parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoints/last.pt")
+    add_config_flags(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+
+    from tqdm import tqdm
+
+    from ..config import load_config
+    from ..train import StepReport, Trainer, TrainingStopped
+
+    reserved = ("command", "config", "resume", "quiet", "handler")
+    overrides = {key: value for key, value in vars(args).items() if value is not None and key not in reserved}
+    for key, value in overrides.items():
+        if isinstance(value, list):
+            overrides[key] = tuple(value)
+    config = load_config(args.config, overrides)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    bar = tqdm(total=config.steps, desc=config.style_name, unit="step", dynamic_ncols=True,
+               disable=args.quiet or not is_main)
+
+    def on_step(report: StepReport) -> None:
+        if bar.n == 0 and report.step > 1:
+            bar.update(report.step - 1)  # resumed: count the steps already done
+        bar.update(1)
+        bar.set_postfix(loss=f"{report.losses['total']:.3g}", style=f"{report.losses['style']:.3g}",
+                        content=f"{report.losses['content']:.3g}", ips=f"{report.images_per_second:.1f}",
+                        refresh=False)
+
+    def log(message: str) -> None:
+        if not args.quiet and is_main:
+            bar.write(message, file=sys.stderr)
+
+    trainer = Trainer(config, resume=args.resume, on_step=on_step, log=log)
+    # SIGTERM (a scheduler's time limit, `kill`) and Ctrl-C finish the current step and write a checkpoint.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: trainer.request_stop())
+    try:
+        result = trainer.run()
+    except TrainingStopped as stopped:
+        bar.close()
+        print(f"fastnst: {stopped}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except FloatingPointError as exc:
+        raise FastNSTError(str(exc)) from None
+    finally:
+        bar.close()
+    if is_main and not args.quiet:
+        losses = ", ".join(f"{k} {v:.4g}" for k, v in result.final_losses.items())
+        print(f"saved {result.model_path} after {result.steps} steps ({losses})")
+    return 0

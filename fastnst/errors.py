@@ -1,0 +1,31 @@
+"""Exceptions the library raises for problems a user can fix.
+
+Every message is one line that says what is wrong and what to do; the CLI prints it and exits non-zero,
+the server turns it into a JSON error. Anything else escaping the library is a bug.
+"""
+
+from __future__ import annotations
+
+
+class FastNSTError(Exception):
+    """Base class: a user-facing problem with a one-line explanation."""
+
+
+class ConfigError(FastNSTError):
+    """A configuration file or override is invalid (unknown key, wrong type, bad value)."""
+
+
+class ImageError(FastNSTError):
+    """An image cannot be read or written (missing, corrupt, truncated, too large, unknown format)."""
+
+
+class WeightsError(FastNSTError):
+    """VGG weights cannot be found, fetched, verified or converted."""
+
+
+class CheckpointError(FastNSTError):
+    """A checkpoint or model file is missing, tampered with, or of another architecture."""
+
+
+class DatasetError(FastNSTError):
+    """A training folder holds no usable images."""

@@ -1,0 +1,111 @@
+"""Perceptual losses: content (feature MSE), style (Gram matrices), total variation.
+
+Johnson et al. 2016, section 3: content loss on one VGG layer, style loss as the squared Frobenius distance of
+Gram matrices normalised by C·H·W over several layers, and a total-variation regulariser. All terms are computed
+in float32, even when the networks run under autocast, because Gram entries overflow fp16 and lose precision in
+bf16.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """Gram matrix G[c, d] = Σ_hw F[c, hw] F[d, hw] / (C·H·W), per batch item; returns [N, C, C] in fp32."""
+    n, c, h, w = features.shape
+    flat = features.float().reshape(n, c, h * w)  # [N, C, HW]
+    with torch.autocast(features.device.type, enabled=False):  # autocast would run the bmm in bf16/fp16
+        return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+
+
+def total_variation(image: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between neighbouring pixels (anisotropic, squared form), in fp32."""
+    image = image.float()
+    dh = image[..., 1:, :] - image[..., :-1, :]
+    dw = image[..., :, 1:] - image[..., :, :-1]
+    return dh.pow(2).mean() + dw.pow(2).mean()
+
+
+class ContentLoss(nn.Module):
+    """MSE between the output's and the content image's activations at one layer."""
+
+    def __init__(self, layer: str) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, output: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return F.mse_loss(output[self.layer].float(), target[self.layer].float())
+
+
+class StyleLoss(nn.Module):
+    """Weighted sum over layers of the MSE between Gram matrices and the style image's Grams.
+
+    The style Grams are computed once and kept as buffers (they move with ``.to(device)`` and never need
+    gradients); a batch of outputs is compared against the same target Gram.
+    """
+
+    def __init__(self, style_features: Mapping[str, torch.Tensor], layer_weights: Mapping[str, float]) -> None:
+        super().__init__()
+        missing = [name for name in layer_weights if name not in style_features]
+        if missing:
+            raise ValueError(f"style features lack layer(s) {', '.join(missing)}")
+        self.layer_weights = dict(layer_weights)
+        for name in self.layer_weights:
+            # Average over the style batch so several style images (or crops) give one target per layer.
+            gram = gram_matrix(style_features[name].detach()).mean(dim=0, keepdim=True)
+            self.register_buffer(f"gram_{name}", gram)
+
+    def target(self, layer: str) -> torch.Tensor:
+        """The style Gram for ``layer``, shape [1, C, C]."""
+        return getattr(self, f"gram_{layer}")
+
+    def per_layer(self, output: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Unweighted Gram distance per layer (useful for logging and tests)."""
+        losses = {}
+        for name in self.layer_weights:
+            gram = gram_matrix(output[name])
+            losses[name] = F.mse_loss(gram, self.target(name).expand_as(gram), reduction="mean")
+        return losses
+
+    def forward(self, output: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        parts = self.per_layer(output)
+        return sum(self.layer_weights[name] * value for name, value in parts.items())  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Global weights of the three terms."""
+
+    content: float
+    style: float
+    tv: float
+
+
+class PerceptualLoss(nn.Module):
+    """Weighted sum of content, style and TV losses; returns the total and each weighted part for logging."""
+
+    def __init__(self, content: ContentLoss, style: StyleLoss, weights: LossWeights) -> None:
+        super().__init__()
+        self.content = content
+        self.style = style
+        self.weights = weights
+
+    def forward(
+        self,
+        output_image: torch.Tensor,
+        output_features: Mapping[str, torch.Tensor],
+        content_features: Mapping[str, torch.Tensor],
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        parts = {
+            "content": self.weights.content * self.content(output_features, content_features),
+            "style": self.weights.style * self.style(output_features),
+            "tv": self.weights.tv * total_variation(output_image),
+        }
+        total = parts["content"] + parts["style"] + parts["tv"]
+        return total, parts

@@ -1,0 +1,91 @@
+"""Stylize image files and folders with a trained transform network (PyTorch, whole image at once)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from .errors import FastNSTError, ImageError
+from .images import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, check_output_path, image_to_tensor, list_images,
+                     load_image, save_image, tensor_to_image)
+from .transformer import TransformerNet
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and where its result goes."""
+
+    source: Path
+    target: Path
+
+
+def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str],
+              out_format: str | None = None) -> list[Job]:
+    """Map inputs (files and folders) to output paths, checking everything before any work is done.
+
+    One input file and an output with an image extension → that file. Otherwise the output is a folder and each
+    result keeps its name (and its sub-folder, for folder inputs) with the input's or ``out_format``'s extension.
+    """
+    if not inputs:
+        raise FastNSTError("no input images given")
+    output = Path(output)
+    sources: list[tuple[Path, Path]] = []  # (file, path relative to the output folder)
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = list_images(item, recursive=True)
+            if not found:
+                raise ImageError(f"{item} holds no images")
+            sources += [(path, path.relative_to(item)) for path in found]
+        elif item.is_file() or not item.exists():
+            if not item.exists():
+                raise ImageError(f"{item} does not exist")
+            sources.append((item, Path(item.name)))
+        else:
+            raise ImageError(f"{item} is neither a file nor a folder")
+
+    suffix = f".{out_format.lower().lstrip('.')}" if out_format else None
+    single_file = len(sources) == 1 and not Path(inputs[0]).is_dir() and output.suffix.lower() in IMAGE_EXTENSIONS
+    if single_file:
+        check_output_path(output)
+        return [Job(sources[0][0], output)]
+    if output.exists() and not output.is_dir():
+        raise ImageError(f"output {output} is a file, but several inputs need an output folder")
+    jobs = [Job(src, (output / rel).with_suffix(suffix or rel.suffix)) for src, rel in sources]
+    for job in jobs:
+        check_output_path(job.target)
+    targets = [job.target for job in jobs]
+    if len(set(targets)) != len(targets):
+        raise FastNSTError("two inputs would write the same output file; stylize them into separate folders")
+    return jobs
+
+
+@torch.inference_mode()
+def stylize_tensor(model: TransformerNet, image: torch.Tensor) -> torch.Tensor:
+    """[N,3,H,W] in [0,1] → stylized [N,3,H,W] in [0,1] on the CPU."""
+    device = next(model.parameters()).device
+    return model(image.to(device)).float().clamp_(0, 1).cpu()
+
+
+def stylize_file(model: TransformerNet, source: Path, target: Path, *,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Path:
+    """Stylize one file; transparency is carried over where the output format supports it."""
+    loaded = load_image(source, max_pixels=max_pixels)
+    result: Image.Image = tensor_to_image(stylize_tensor(model, image_to_tensor(loaded.rgb)))
+    return save_image(result, target, alpha=loaded.alpha)
+
+
+def stylize_paths(model: TransformerNet, inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str],
+                  *, out_format: str | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                  on_done: Callable[[Job], None] | None = None) -> list[Path]:
+    """Stylize every input into ``output``; returns the written paths."""
+    written = []
+    for job in plan_jobs(inputs, output, out_format):
+        written.append(stylize_file(model, job.source, job.target, max_pixels=max_pixels))
+        if on_done is not None:
+            on_done(job)
+    return written

@@ -1,0 +1,9 @@
+#!/usr/bin/env python3
+"""Train a style network: the same as ``fastnst train``. Example: python scripts/train.py -c configs/styles/X.toml"""
+
+import sys
+
+from fastnst.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["train", *sys.argv[1:]]))

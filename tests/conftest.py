@@ -1,0 +1,64 @@
+"""Shared fixtures: where the real data lives, tiny images, and a small seeded network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FASTNST_SHARED_DATA", REPO.parent / "shared" / "data"))
+VGG_DIR = SHARED_DATA / "vgg"
+
+
+def _have_shared() -> bool:
+    return (VGG_DIR / "vgg16_features.pth").is_file() and (SHARED_DATA / "photos").is_dir()
+
+
+requires_shared = pytest.mark.skipif(
+    not _have_shared(), reason=f"real photos and VGG weights not found under {SHARED_DATA} (set FASTNST_SHARED_DATA)"
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test touches the user's caches or downloads anything; real weights come from ../shared/data."""
+    monkeypatch.setenv("FASTNST_CACHE", str(tmp_path_factory.getbasetemp() / "fastnst-cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch-home"))
+    if VGG_DIR.is_dir():
+        monkeypatch.setenv("FASTNST_VGG_WEIGHTS", str(VGG_DIR))
+    else:
+        monkeypatch.delenv("FASTNST_VGG_WEIGHTS", raising=False)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not _have_shared():
+        pytest.skip(f"real photos and VGG weights not found under {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def photo_dir(tmp_path: Path) -> Path:
+    """A small folder of synthetic but textured photos (works without ../shared/data)."""
+    folder = tmp_path / "photos"
+    (folder / "nested").mkdir(parents=True)
+    gen = torch.Generator().manual_seed(0)
+    for index in range(6):
+        h, w = 80 + 8 * index, 96 + 4 * index
+        base = torch.rand(3, 1, 1, generator=gen)
+        noise = torch.rand(3, h, w, generator=gen) * 0.5
+        array = ((base * 0.5 + noise).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+        target = folder / ("nested" if index % 2 else "") / f"photo{index}.jpg"
+        Image.fromarray(array).save(target, quality=90)
+    return folder
+
+
+def make_image(path: Path, size: tuple[int, int] = (48, 40), color: tuple[int, int, int] = (200, 120, 40)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+    return path
