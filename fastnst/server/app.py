@@ -1,0 +1,401 @@
+"""The FastAPI application: routes, lifespan (model loading, batcher), limits and backpressure.
+
+A stylize request goes: admission (bounded: 503 + Retry-After at once when full) → body read with a byte limit
+(413) → decode with a pixel cap on a worker thread (415/400/413) → the dynamic batcher (inference on its own
+thread) → strength / colour / encoding on a worker thread → image bytes. The whole request runs under one
+timeout (504). The event loop itself never decodes or computes, so /healthz answers under any load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+from collections.abc import AsyncIterator, Hashable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, Response
+from fastapi.security import APIKeyHeader
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
+
+from .. import __version__
+from ..errors import ImageError
+from ..images import image_to_tensor, open_image_bytes, resize_max_side, tensor_to_image
+from ._torch_adapter import load_backend, resolve_device
+from .batching import BatcherClosed, DynamicBatcher, QueueFull, bucket_for, pad_to
+from .errors import ApiError, error_response, image_error, install_error_handlers
+from .metrics import MetricsMiddleware, ServerMetrics
+from .postprocess import EXTENSIONS, MEDIA_TYPES, blend_strength, encode_image, preserve_color
+from .registry import STATIC_DIR, BackendFactory, Registry, discover_models
+from .schemas import OPTION_NAMES, ErrorBody, Health, ModelCard, ModelList, Ready, StylizeOptions, option_schemas
+from .settings import API_KEY_HEADER, ServerSettings
+
+log = logging.getLogger("fastnst.server")
+
+# The page loads only its own files; results are blob: URLs. No inline script, so injected markup cannot run.
+PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+NOT_READY_RETRY_S = 5
+
+
+@dataclass
+class ServerState:
+    """Everything the handlers share; one per app, reached through ``Depends(get_state)``."""
+
+    settings: ServerSettings
+    factory: BackendFactory
+    metrics: ServerMetrics
+    registry: Registry = field(default_factory=Registry)
+    batcher: DynamicBatcher | None = None
+    admitted: int = 0
+    draining: bool = False
+    device: str = "cpu"
+
+
+def get_state(request: Request) -> ServerState:
+    return request.app.state.fastnst
+
+
+_api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
+                               description="required when the server is started with an API key")
+
+
+def require_api_key(state: Annotated[ServerState, Depends(get_state)],
+                    key: Annotated[str | None, Depends(_api_key_header)]) -> None:
+    """Constant-time comparison, so the key cannot be guessed byte by byte from response times."""
+    expected = state.settings.api_key
+    if expected and not (key and hmac.compare_digest(key.encode(), expected.encode())):
+        raise ApiError(401, f"missing or wrong API key (send it in the {API_KEY_HEADER} header)")
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+# ------------------------------------------------------------------------------------------------- app factory
+
+
+def create_app(settings: ServerSettings | None = None, *, backend_factory: BackendFactory | None = None) -> FastAPI:
+    """Build the app. Nothing is loaded here: models load in the lifespan (startup), batches run in it."""
+    settings = settings or ServerSettings()
+    state = ServerState(settings=settings, factory=backend_factory or load_backend,
+                        metrics=ServerMetrics(settings.max_batch))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        folders = discover_models(settings.models)
+        state.registry, state.draining, state.admitted = Registry(), False, 0  # the app may be started again
+        state.device = resolve_device(settings.device)
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        state.batcher = DynamicBatcher(lambda key, batch: _run_batch(state, key, batch),
+                                       max_batch=settings.max_batch, max_wait_s=settings.max_wait_ms / 1000,
+                                       queue_size=settings.queue_size, on_batch=state.metrics.observe_batch)
+        state.batcher.start()
+        state.metrics.track_queue(lambda: state.batcher.depth if state.batcher else 0)
+
+        def on_loaded(model: Any) -> None:
+            state.metrics.model_load.labels(model.name).set(model.load_seconds)
+            state.metrics.models_ready.set(len(state.registry.models))
+
+        loading = asyncio.ensure_future(asyncio.to_thread(
+            state.registry.load_all, folders, state.device, state.factory, warmup=settings.warmup,
+            on_loaded=on_loaded))
+        if not settings.background_load:
+            await asyncio.shield(loading)
+        try:
+            yield
+        finally:
+            # uvicorn has stopped accepting connections and waited for open requests; finish anything queued.
+            state.draining = True
+            await state.batcher.close(settings.shutdown_timeout_s)
+
+    app = FastAPI(title="fastnst", version=__version__, lifespan=lifespan,
+                  description="Fast neural style transfer: stylize photos with trained style networks.")
+    app.state.fastnst = state
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=[API_KEY_HEADER, "Content-Type"],
+                           expose_headers=["Content-Disposition", "Retry-After"])
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)  # outermost: counts CORS preflights too
+    app.include_router(_probes)
+    # The key (and its 401) appear in the OpenAPI document only when the server really asks for one.
+    app.include_router(_api, **({"dependencies": [Depends(require_api_key)], "responses": _errors(401)}
+                                if settings.api_key else {}))
+    _document_limits(app, settings)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _document_limits(app: FastAPI, settings: ServerSettings) -> None:
+    """Put this server's ``max_side_limit`` into its OpenAPI document (query parameter and form field)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            operation = document["paths"]["/v1/stylize"]["post"]
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == "max_side":
+                    for branch in parameter["schema"].get("anyOf", [parameter["schema"]]):
+                        if branch.get("type") == "integer":
+                            branch["maximum"] = settings.max_side_limit
+            form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
+            form["properties"].update(option_schemas(settings.max_side_limit))
+        return app.openapi_schema or document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _run_batch(state: ServerState, key: Hashable, batch: torch.Tensor) -> torch.Tensor:
+    """On the inference thread: one backend call for a batch of same-size images of one model."""
+    name = key[0]  # type: ignore[index]
+    return state.registry.models[name].backend.stylize(batch)
+
+
+# ------------------------------------------------------------------------------------------------- probes, page
+
+
+_probes = APIRouter()
+
+
+@_probes.get("/healthz", response_model=Health, tags=["probes"], summary="Liveness: the process answers")
+async def healthz() -> Health:
+    return Health()
+
+
+@_probes.get("/readyz", response_model=Ready, tags=["probes"], responses=_errors(503),
+             summary="Readiness: models loaded and warm, not shutting down")
+async def readyz(state: Annotated[ServerState, Depends(get_state)]) -> Any:
+    if state.draining:
+        return error_response(503, "unavailable", "shutting down")
+    if not state.registry.ready:
+        return error_response(503, "unavailable", state.registry.progress(),
+                              {"Retry-After": str(NOT_READY_RETRY_S)})
+    return Ready(models=sorted(state.registry.models))
+
+
+@_probes.get("/metrics", tags=["probes"], summary="Prometheus metrics",
+             response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+async def metrics(state: Annotated[ServerState, Depends(get_state)]) -> Response:
+    return Response(state.metrics.render(), media_type=state.metrics.content_type)
+
+
+@_probes.get("/", include_in_schema=False)
+async def index() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": PAGE_CSP,
+                                                            "X-Content-Type-Options": "nosniff"})
+
+
+# ------------------------------------------------------------------------------------------------- /v1
+
+# Full paths on the routes (no router prefix) so each route object knows its public path: the metrics label.
+_api = APIRouter(tags=["stylize"])
+
+
+@_api.get("/v1/models", response_model=ModelList, summary="The models this server serves")
+async def list_models(request: Request, state: Annotated[ServerState, Depends(get_state)]) -> ModelList:
+    cards = []
+    for name, model in sorted(state.registry.models.items()):
+        backend = {"name": model.backend.name, "device": model.backend.device,
+                   "precision": model.backend.precision}
+        cards.append(ModelCard(name=name, style=model.style(), backends=[backend],
+                               thumbnail=str(request.url_for("thumbnail", name=name).path),
+                               metadata=model.public_metadata()))
+    return ModelList(models=cards)
+
+
+@_api.get("/v1/models/{name}/thumbnail", name="thumbnail", response_class=Response, summary="A preview of the style",
+          responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}}, **_errors(404)})
+async def thumbnail(name: str, state: Annotated[ServerState, Depends(get_state)]) -> Response:
+    model = _find_model(state, name)
+    return Response(model.thumbnail, media_type=model.thumbnail_type,
+                    headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+
+_IMAGE_BODY = {"schema": {"type": "string", "format": "binary"}}
+_STYLIZE_BODY = {
+    "description": "the photo: the raw bytes as the body, or a multipart/form-data upload in a field named `file` "
+                   "(other form fields: the options below)",
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {"file": {"type": "string", "format": "binary"}}}},  # + options: _document_limits
+        "image/jpeg": _IMAGE_BODY, "image/png": _IMAGE_BODY, "image/webp": _IMAGE_BODY,
+        "application/octet-stream": _IMAGE_BODY,
+    },
+}
+
+
+@_api.post(
+    "/v1/stylize", response_class=Response, summary="Stylize one photo; returns the image",
+    openapi_extra={"requestBody": _STYLIZE_BODY},
+    responses={200: {"content": {media: {} for media in MEDIA_TYPES.values()}, "description": "the stylized image"},
+               **_errors(400, 404, 413, 415, 422, 503, 504)},
+)
+async def stylize(request: Request, state: Annotated[ServerState, Depends(get_state)],
+                  query: Annotated[StylizeOptions, Query()]) -> Response:
+    settings = state.settings
+    if state.draining or state.batcher is None:
+        raise ApiError(503, "the server is shutting down", headers={"Retry-After": str(NOT_READY_RETRY_S)})
+    if not state.registry.models and not state.registry.done:
+        raise ApiError(503, state.registry.progress(), headers={"Retry-After": str(NOT_READY_RETRY_S)})
+    if state.admitted >= settings.queue_size:  # checked before reading a byte: rejection costs nothing
+        state.metrics.rejected.labels("queue_full").inc()
+        raise ApiError(503, f"server busy: {state.admitted} requests in progress; retry later", error="overloaded",
+                       headers={"Retry-After": str(state.batcher.retry_after_s())})
+    state.admitted += 1
+    state.metrics.in_flight.inc()
+    try:
+        return await asyncio.wait_for(_stylize(request, state), settings.request_timeout_s)
+    except asyncio.TimeoutError:
+        state.metrics.rejected.labels("timeout").inc()
+        raise ApiError(504, f"not finished within {settings.request_timeout_s:g} s; try a smaller image or retry "
+                            "later") from None
+    finally:
+        state.admitted -= 1
+        state.metrics.in_flight.dec()
+
+
+async def _stylize(request: Request, state: ServerState) -> Response:
+    settings = state.settings
+    body = await _read_body(request, settings.max_body_bytes)
+    data, filename, fields = await _split_upload(request, body, settings.max_body_bytes)
+    options = _options(request, fields)
+    model = _pick_model(state, options.model)
+    max_side = options.max_side or settings.max_side
+    if max_side > settings.max_side_limit:
+        raise ApiError(422, f"max_side {max_side} exceeds this server's limit of {settings.max_side_limit}",
+                       error="invalid_request")
+
+    def prepare() -> tuple[torch.Tensor, Image.Image | None]:
+        loaded = open_image_bytes(data, name=filename, max_pixels=settings.max_pixels)
+        return image_to_tensor(resize_max_side(loaded.rgb, max_side))[0], loaded.alpha  # [3, H, W]
+
+    try:
+        image, alpha = await run_in_threadpool(prepare)
+    except ImageError as exc:
+        raise image_error(exc) from None
+    height, width = image.shape[-2:]
+    padded_h, padded_w, mode = bucket_for(height, width)
+    assert state.batcher is not None
+    try:
+        stylized = await state.batcher.submit((model.name, padded_h, padded_w, mode),
+                                              pad_to(image, padded_h, padded_w, mode))
+    except QueueFull:
+        state.metrics.rejected.labels("queue_full").inc()
+        raise ApiError(503, "server busy; retry later", error="overloaded",
+                       headers={"Retry-After": str(state.batcher.retry_after_s())}) from None
+    except BatcherClosed:
+        raise ApiError(503, "the server is shutting down", headers={"Retry-After": str(NOT_READY_RETRY_S)}) from None
+    except torch.cuda.OutOfMemoryError:
+        raise ApiError(503, "out of accelerator memory; try a smaller max_side", error="overloaded",
+                       headers={"Retry-After": "1"}) from None
+    stylized = stylized[:, :height, :width]
+    fmt = options.format or ("png" if alpha is not None else "jpeg")
+
+    def finish() -> bytes:
+        result = preserve_color(image, stylized) if options.preserve_color else stylized
+        result = blend_strength(image, result, options.strength)
+        return encode_image(tensor_to_image(result), alpha, fmt, options.quality)
+
+    content = await run_in_threadpool(finish)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(filename).stem)[:80] if filename != "<upload>" else "image"
+    return Response(content, media_type=MEDIA_TYPES[fmt], headers={
+        "Content-Disposition": f'inline; filename="{stem}-{model.name}.{EXTENSIONS[fmt]}"',
+        "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "X-Model": model.name})
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it (or its declared length) passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
+    except ClientDisconnect:
+        raise ApiError(400, "the client disconnected before sending the whole body") from None
+    return bytes(body)
+
+
+async def _split_upload(request: Request, body: bytes, limit: int) -> tuple[bytes, str, dict[str, str]]:
+    """(image bytes, file name for messages, form fields): a multipart upload or the raw body itself."""
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        if not body:
+            raise ApiError(400, "no image: send the photo as the request body or as a multipart field 'file'")
+        return body, "<upload>", {}
+
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=1, max_fields=2 * len(OPTION_NAMES),
+                                                         max_part_size=limit)
+    except ApiError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - starlette/python-multipart raise several types for bad input
+        detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
+        raise ApiError(400, f"malformed multipart body ({detail})") from None
+    try:
+        uploads = [(key, value) for key, value in form.multi_items() if isinstance(value, UploadFile)]
+        fields = {key: value for key, value in form.multi_items() if isinstance(value, str)}
+        chosen = next((value for key, value in uploads if key == "file"), uploads[0][1] if uploads else None)
+        if chosen is None:
+            raise ApiError(400, "multipart upload holds no file; send the photo in a field named 'file'")
+        data = await chosen.read()
+        if not data:
+            raise ApiError(400, "the uploaded file is empty (0 bytes)")
+        return data, chosen.filename or "<upload>", fields
+    finally:
+        await form.close()
+
+
+def _options(request: Request, fields: dict[str, str]) -> StylizeOptions:
+    """Query parameters, overridden by multipart form fields of the same names, validated once."""
+    raw: dict[str, Any] = {name: request.query_params[name] for name in OPTION_NAMES if name in request.query_params}
+    raw.update({name: fields[name] for name in OPTION_NAMES if name in fields})
+    try:
+        return StylizeOptions.model_validate(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+
+
+def _find_model(state: ServerState, name: str) -> Any:
+    model = state.registry.models.get(name)
+    if model is not None:
+        return model
+    if not state.registry.done:
+        raise ApiError(503, state.registry.progress(), headers={"Retry-After": str(NOT_READY_RETRY_S)})
+    available = ", ".join(sorted(state.registry.models)) or "none"
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    raise ApiError(404, f"unknown model {shown!r}; available: {available}")
+
+
+def _pick_model(state: ServerState, name: str | None) -> Any:
+    if name is not None:
+        return _find_model(state, name)
+    models = state.registry.models
+    if len(models) == 1 and state.registry.done:
+        return next(iter(models.values()))
+    raise ApiError(422, f"name a model: one of {', '.join(sorted(models)) or 'none loaded yet'}",
+                   error="invalid_request")
+
