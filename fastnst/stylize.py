@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from .errors import FastNSTError, ImageError
-from .images import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, check_output_path, image_to_tensor, list_images,
+from .images import (DEFAULT_MAX_PIXELS, check_output_path, image_to_tensor, list_images,
                      load_image, save_image, tensor_to_image)
 from .transformer import TransformerNet
 
@@ -33,6 +33,7 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
     """
     if not inputs:
         raise FastNSTError("no input images given")
+    output_arg = output
     output = Path(output)
     sources: list[tuple[Path, Path]] = []  # (file, path relative to the output folder)
     for item in map(Path, inputs):
@@ -49,7 +50,10 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
             raise ImageError(f"{item} is neither a file nor a folder")
 
     suffix = f".{out_format.lower().lstrip('.')}" if out_format else None
-    single_file = len(sources) == 1 and not Path(inputs[0]).is_dir() and output.suffix.lower() in IMAGE_EXTENSIONS
+    # One input file and an output that looks like a file name (has an extension, is no folder, no trailing
+    # slash) → that file; an unknown extension is then an error rather than a surprise folder.
+    names_folder = output.is_dir() or str(output_arg).endswith(("/", os.sep)) or not output.suffix
+    single_file = len(sources) == 1 and not Path(inputs[0]).is_dir() and not names_folder
     if single_file:
         check_output_path(output)
         return [Job(sources[0][0], output)]

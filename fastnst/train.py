@@ -378,7 +378,7 @@ class Trainer:
         return {
             "hardware": f"{device_name} × {self.dist.world_size}",
             "precision": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "float32",
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
         }
 
     def _metadata(self) -> dict[str, Any]:
