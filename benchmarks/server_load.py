@@ -6,7 +6,7 @@ Each mode starts a fresh server process with a shipped model, sends a few warm-u
 arrives, for ``--seconds``. Requests still running at the end are awaited (bounded by the request timeout) and
 counted. Reported per mode: throughput (successful images/s), latency p50/p95/p99, errors by status. Usage:
 
-    python benchmarks/server_load.py [--clients 16] [--seconds 60] [--side 512] [--model starry_night]
+    python benchmarks/server_load.py [--clients 16] [--seconds 60] [--side 512] [--model starry_night] [--device cpu]
 
 Load goes to 127.0.0.1 only, is bounded in clients (≤ 64) and time (≤ 600 s a mode), and the server processes are
 always stopped. Results are printed and written to benchmarks/results/server_load.json.
@@ -66,9 +66,9 @@ def free_port() -> int:
 
 
 def start_server(zoo: Path, port: int, max_batch: int, max_wait_ms: float, queue_size: int,
-                 timeout_s: float) -> subprocess.Popen[bytes]:
+                 timeout_s: float, device: str) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "fastnst.cli", "-q", "serve", "--models", str(zoo), "--host", HOST,
-               "--port", str(port), "--device", "cpu", "--max-batch", str(max_batch), "--max-wait-ms",
+               "--port", str(port), "--device", device, "--max-batch", str(max_batch), "--max-wait-ms",
                str(max_wait_ms), "--queue-size", str(queue_size), "--request-timeout-s", str(timeout_s),
                "--no-background-load", "--max-side", "1024"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -155,6 +155,7 @@ def main() -> int:
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
     parser.add_argument("--warmup-requests", type=int, default=2)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the server runs the model")
     parser.add_argument("--timeout-s", type=float, default=300.0, help="server-side request timeout")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "server_load.json")
     args = parser.parse_args()
@@ -169,7 +170,8 @@ def main() -> int:
     queue_size = max(args.clients * 2, 32)  # above the client count: errors here would be real failures
     modes = [("batched", args.max_batch), ("unbatched", 1)]
     results: dict[str, object] = {
-        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "device": args.device,
+        "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None, "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(), "clients": args.clients, "seconds": args.seconds,
         "image": f"{args.side}x{args.side} JPEG (samples/castle.jpg crop)", "model": args.model,
         "max_wait_ms": args.max_wait_ms, "queue_size": queue_size, "modes": {},
@@ -180,7 +182,7 @@ def main() -> int:
         for name, max_batch in modes:
             port = free_port()
             url = f"http://{HOST}:{port}"
-            process = start_server(zoo, port, max_batch, args.max_wait_ms, queue_size, args.timeout_s)
+            process = start_server(zoo, port, max_batch, args.max_wait_ms, queue_size, args.timeout_s, args.device)
             try:
                 for _ in range(args.warmup_requests):
                     httpx.post(f"{url}/v1/stylize", params=params, content=body, timeout=args.timeout_s)
@@ -199,7 +201,7 @@ def main() -> int:
         results["speedup"] = round(batched["throughput_img_s"] / unbatched["throughput_img_s"], 3)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\n{results['cpu']} ({results['cpu_count']} cores), {args.clients} clients, {args.side}² images, "
+    print(f"\n{results['gpu'] or results['cpu']} ({results['cpu_count']} CPU cores), {args.clients} clients, {args.side}² images, "
           f"{args.seconds:g} s per mode")
     print(f"{'mode':<10} {'img/s':>7} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} {'ok':>5} errors")
     for name in ("batched", "unbatched"):
