@@ -65,7 +65,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=4, help="timed steps per round")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--variants", default="auto", help="comma list of fastnst variants, e.g. "
-                        "'fp32,fp32-cl,bf16-cl,bf16-cl-compile' (auto: a sensible set for the device)")
+                        "'fp32,fp32-cl,bf16-cl,bf16-cl-compile,bf16-cl-graphs' (auto: a sensible set for the device)")
     parser.add_argument("--json", help="also write results to this JSON file")
     args = parser.parse_args()
 
@@ -75,7 +75,7 @@ def main() -> int:
                for i in range(args.rounds * args.steps + args.warmup)]
 
     names = args.variants.split(",") if args.variants != "auto" else (
-        ["fp32", "fp32-cl", "bf16-cl", "bf16-cl-compile"] if device.type == "cuda" else ["fp32", "fp32-cl", "bf16-cl"])
+        ["fp32", "fp32-cl", "bf16-cl", "bf16-cl-compile", "bf16-cl-graphs"] if device.type == "cuda" else ["fp32", "fp32-cl", "bf16-cl"])
     runners: dict[str, object] = {}
     from fastnst.images import image_to_tensor, load_rgb
     style = image_to_tensor(load_rgb(args.style))
@@ -86,9 +86,11 @@ def main() -> int:
             "style_image": args.style, "data_dir": args.data_dir, "image_size": args.size,
             "batch_size": args.batch_size, "steps": 10**6, "device": device.type, "tensorboard": False,
             "amp": "bf16" if name.startswith("bf16") else "none", "channels_last": "-cl" in name,
-            "compile": name.endswith("compile"), "output_dir": f"{tmp}/{name}", "num_workers": 0,
+            "compile": {"compile": "default", "graphs": "reduce-overhead"}.get(name.rsplit("-", 1)[-1], "off"),
+            "output_dir": f"{tmp}/{name}", "num_workers": 0,
         })
         runners[name] = Trainer(config)
+    failed: dict[str, str] = {}
 
     def run_step(name: str, batch: torch.Tensor) -> None:
         runner = runners[name]
@@ -98,9 +100,13 @@ def main() -> int:
             losses = runner._train_step(batch, 1e-3)
             float(losses["total"])
 
-    for name in runners:  # warm-up (and compilation)
-        for i in range(args.warmup):
-            run_step(name, batches[i])
+    for name in list(runners):  # warm-up (and compilation); a variant that fails is reported, not fatal
+        try:
+            for i in range(args.warmup):
+                run_step(name, batches[i])
+        except Exception as exc:  # noqa: BLE001 - benchmark keeps going with the other variants
+            failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            del runners[name]
     times: dict[str, list[float]] = {name: [] for name in runners}
     for r in range(args.rounds):
         for name in runners:
@@ -122,6 +128,8 @@ def main() -> int:
         results[name] = {"seconds_per_step": median, "images_per_second": args.batch_size / median,
                          "speedup_vs_reference": ref / median, "rounds": values}
         print(f"{name:<18}{median:>10.4f}{args.batch_size / median:>10.2f}{ref / median:>13.2f}×")
+    for name, reason in failed.items():
+        print(f"{name:<18}failed: {reason}")
     if args.json:
         Path(args.json).write_text(json.dumps({"device": device.type, "hardware": hardware,
                                                "torch": torch.__version__, "results": results}, indent=2))

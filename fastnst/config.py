@@ -24,6 +24,7 @@ AmpMode = Literal["none", "bf16", "fp16", "auto"]
 VggWeights = Literal["vgg16", "vgg19", "vgg19_caffe"]
 Schedule = Literal["constant", "cosine"]
 Device = Literal["auto", "cpu", "cuda"]
+CompileMode = Literal["off", "default", "reduce-overhead"]
 
 
 def _f(default: Any, help: str, *, path: bool = False) -> Any:
@@ -69,7 +70,7 @@ class TrainConfig:
     amp: AmpMode = _f("auto", "autocast precision: none, bf16, fp16, or auto (bf16 on CPU and CUDA when supported)")
     channels_last: bool = _f(True, "use the channels_last memory format (faster convolutions on CPU and GPU)")
     num_workers: int = _f(2, "data-loading worker processes")
-    compile: bool = _f(False, "torch.compile the transform network and VGG (slow start, faster steps on GPU)")
+    compile: CompileMode = _f("off", "torch.compile the networks: off, default, or reduce-overhead (CUDA graphs)")
     # --- output and logging
     output_dir: str = _f("runs/{style_name}", "run folder for checkpoints, TensorBoard logs and the final model",
                          path=True)

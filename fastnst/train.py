@@ -221,9 +221,9 @@ class Trainer:
             )
         # Compiled wrappers are used for the steps only; checkpoints always hold the bare module's state.
         self.vgg_fn: nn.Module = self.vgg
-        if config.compile:
-            self.ddp_model = torch.compile(self.ddp_model)  # type: ignore[assignment]
-            self.vgg_fn = torch.compile(self.vgg)  # type: ignore[assignment]
+        if config.compile != "off":
+            self.ddp_model = torch.compile(self.ddp_model, mode=config.compile)  # type: ignore[assignment]
+            self.vgg_fn = torch.compile(self.vgg, mode=config.compile)  # type: ignore[assignment]
 
     def request_stop(self) -> None:
         """Ask the loop to checkpoint and stop after the current step (safe to call from a signal handler)."""
@@ -272,6 +272,8 @@ class Trainer:
     def _train_step(self, batch: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        if self.config.compile == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # outputs of the previous step's graphs may be reused
         x = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
                     else contextlib.nullcontext())

@@ -117,10 +117,12 @@ def test_sigkill_and_resume_gives_identical_weights(shared_data: Path, tmp_path:
 
 
 def test_sigterm_checkpoints_then_resume_finishes(shared_data: Path, tmp_path: Path) -> None:
-    values = tiny_overrides(shared_data, tmp_path / "run", steps=400, checkpoint_every=1000)
+    values = tiny_overrides(shared_data, tmp_path / "run", steps=400, checkpoint_every=3)
     proc = subprocess.Popen([sys.executable, "-m", "fastnst.cli", "-q", "train", *cli_args(values)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(12)
+    deadline = time.time() + 600
+    while not (tmp_path / "run" / "checkpoints" / "last.pt").is_file() and time.time() < deadline:
+        time.sleep(0.05)  # the loop is running once the first checkpoint exists
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
