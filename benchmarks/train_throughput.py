@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_recipe import ReferenceTrainer  # noqa: E402
+from reference_recipe import ReferenceTrainer
 
-from fastnst.config import load_config  # noqa: E402
-from fastnst.data import CropSpec, PhotoCrops  # noqa: E402
-from fastnst.train import Trainer  # noqa: E402
-from fastnst.weights import load_vgg_features_state  # noqa: E402
+from fastnst.config import load_config
+from fastnst.data import CropSpec, PhotoCrops
+from fastnst.train import Trainer
+from fastnst.weights import load_vgg_features_state
 
 REPO = Path(__file__).resolve().parents[1]
 

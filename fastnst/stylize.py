@@ -11,8 +11,15 @@ import torch
 from PIL import Image
 
 from .errors import FastNSTError, ImageError
-from .images import (DEFAULT_MAX_PIXELS, check_output_path, image_to_tensor, list_images,
-                     load_image, save_image, tensor_to_image)
+from .images import (
+    DEFAULT_MAX_PIXELS,
+    check_output_path,
+    image_to_tensor,
+    list_images,
+    load_image,
+    save_image,
+    tensor_to_image,
+)
 from .transformer import TransformerNet
 
 

@@ -21,9 +21,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .atomic import atomic_write_text
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from .config import TrainConfig, config_from_dict, config_to_toml
-from .atomic import atomic_write_text
 from .data import CropSpec, PhotoCrops, StepBatches, make_loader
 from .errors import CheckpointError, ConfigError
 from .images import image_to_tensor, load_rgb, resize_max_side

@@ -7,6 +7,7 @@ needs, which saves most of VGG's compute for Johnson's relu4_3 and Gatys' relu5_
 from __future__ import annotations
 
 import os
+import re
 from typing import Literal
 
 import torch
@@ -47,7 +48,10 @@ def layer_names(arch: Arch) -> dict[str, int]:
 
 def channels_of(arch: Arch, layer: str) -> int:
     """Number of channels a named layer outputs."""
-    block = int(layer.lstrip("convrelpo").split("_")[0])
+    match = re.fullmatch(r"(?:conv|relu)(\d)_\d|pool(\d)", layer)
+    if match is None:
+        raise ValueError(f"not a VGG layer name: {layer!r}")
+    block = int(match.group(1) or match.group(2))
     return [64, 128, 256, 512, 512][block - 1]
 
 

@@ -4,7 +4,6 @@ import torch
 from fastnst.vgg import VGGFeatures, layer_names, validate_layers
 
 
-
 def test_vgg16_layer_indices_match_torchvision() -> None:
     names = layer_names("vgg16")
     # Johnson et al.'s layers and the conv indices given in ../shared/data/README.md.
