@@ -11,14 +11,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tomllib
-import types
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
 from .errors import ConfigError
+from .typed_config import Schema, option, read_toml, resolve_path
 
 AmpMode = Literal["none", "bf16", "fp16", "auto"]
 VggWeights = Literal["vgg16", "vgg19", "vgg19_caffe"]
@@ -27,60 +25,63 @@ Device = Literal["auto", "cpu", "cuda"]
 CompileMode = Literal["off", "default", "reduce-overhead"]
 
 
-def _f(default: Any, help: str, *, path: bool = False) -> Any:
-    """A dataclass field carrying its help text (and whether it is a filesystem path)."""
-    if isinstance(default, (list, dict)):
-        raise TypeError("use tuples for sequence defaults so configs stay immutable")
-    return field(default=default, metadata={"help": help, "path": path})
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run; saved beside every checkpoint and in the final model's metadata."""
 
     # --- what to learn
-    style_image: str = _f("", "painting whose style is learned", path=True)
-    style_name: str = _f("", "name of the style (default: the config file's or style image's stem)")
-    style_size: int = _f(0, "resize the style image so its longer side is this many px (0 = keep)")
-    data_dir: str = _f("", "folder of training photos, searched recursively (COCO-style train2014/ works)", path=True)
-    holdout_every: int = _f(0, "keep every Nth photo (sorted order) out of training for held-out evaluation (0 = none)")
+    style_image: str = option("", "painting whose style is learned", path=True)
+    style_name: str = option("", "name of the style (default: the config file's or style image's stem)")
+    style_size: int = option(0, "resize the style image so its longer side is this many px (0 = keep)")
+    data_dir: str = option(
+        "", "folder of training photos, searched recursively (COCO-style train2014/ works)", path=True
+    )
+    holdout_every: int = option(
+        0, "keep every Nth photo (sorted order) out of training for held-out evaluation (0 = none)"
+    )
     # --- network
-    width: int = _f(32, "channels of the transform network's first layer (32 in Johnson et al.)")
-    residual_blocks: int = _f(5, "residual blocks in the transform network (5 in Johnson et al.)")
+    width: int = option(32, "channels of the transform network's first layer (32 in Johnson et al.)")
+    residual_blocks: int = option(5, "residual blocks in the transform network (5 in Johnson et al.)")
     # --- losses (Johnson et al. 2016 layers and pytorch/examples weights by default)
-    vgg: VggWeights = _f("vgg16", "loss network weights: vgg16, vgg19 (torchvision) or vgg19_caffe")
-    vgg_weights: str = _f("", "explicit path to VGG weights (else FASTNST_VGG_WEIGHTS, caches, download)", path=True)
-    content_layer: str = _f("relu2_2", "VGG layer of the content loss")
-    style_layers: tuple[str, ...] = _f(("relu1_2", "relu2_2", "relu3_3", "relu4_3"), "VGG layers of the style loss")
-    style_layer_weights: tuple[float, ...] = _f((1.0, 1.0, 1.0, 1.0), "weight of each style layer, same order")
-    content_weight: float = _f(1e5, "weight of the content loss")
-    style_weight: float = _f(1e10, "weight of the style loss (Gram matrices normalised by C·H·W)")
-    tv_weight: float = _f(0.0, "weight of the total-variation loss")
+    vgg: VggWeights = option("vgg16", "loss network weights: vgg16, vgg19 (torchvision) or vgg19_caffe")
+    vgg_weights: str = option(
+        "", "explicit path to VGG weights (else FASTNST_VGG_WEIGHTS, caches, download)", path=True
+    )
+    content_layer: str = option("relu2_2", "VGG layer of the content loss")
+    style_layers: tuple[str, ...] = option(
+        ("relu1_2", "relu2_2", "relu3_3", "relu4_3"), "VGG layers of the style loss"
+    )
+    style_layer_weights: tuple[float, ...] = option((1.0, 1.0, 1.0, 1.0), "weight of each style layer, same order")
+    content_weight: float = option(1e5, "weight of the content loss")
+    style_weight: float = option(1e10, "weight of the style loss (Gram matrices normalised by C·H·W)")
+    tv_weight: float = option(0.0, "weight of the total-variation loss")
     # --- optimisation
-    image_size: int = _f(256, "side of the square random crops used for training")
-    batch_size: int = _f(4, "images per step (per process under torchrun)")
-    steps: int = _f(2000, "optimizer steps")
-    learning_rate: float = _f(1e-3, "Adam learning rate")
-    schedule: Schedule = _f("cosine", "learning-rate schedule after warm-up: constant or cosine")
-    warmup_steps: int = _f(0, "steps of linear learning-rate warm-up")
-    min_lr_ratio: float = _f(0.1, "cosine schedule ends at learning_rate × this")
-    seed: int = _f(0, "seed for weights, crops and data order")
+    image_size: int = option(256, "side of the square random crops used for training")
+    batch_size: int = option(4, "images per step (per process under torchrun)")
+    steps: int = option(2000, "optimizer steps")
+    learning_rate: float = option(1e-3, "Adam learning rate")
+    schedule: Schedule = option("cosine", "learning-rate schedule after warm-up: constant or cosine")
+    warmup_steps: int = option(0, "steps of linear learning-rate warm-up")
+    min_lr_ratio: float = option(0.1, "cosine schedule ends at learning_rate × this")
+    seed: int = option(0, "seed for weights, crops and data order")
     # --- performance
-    device: Device = _f("auto", "cpu, cuda or auto")
-    amp: AmpMode = _f("auto", "autocast precision: none, bf16, fp16, or auto (bf16 on CPU and CUDA when supported)")
-    channels_last: bool = _f(True, "use the channels_last memory format (faster convolutions on CPU and GPU)")
-    num_workers: int = _f(2, "data-loading worker processes")
-    compile: CompileMode = _f("off", "torch.compile the networks: off, default, or reduce-overhead (CUDA graphs)")
+    device: Device = option("auto", "cpu, cuda or auto")
+    amp: AmpMode = option(
+        "auto", "autocast precision: none, bf16, fp16, or auto (bf16 on CPU and CUDA when supported)"
+    )
+    channels_last: bool = option(True, "use the channels_last memory format (faster convolutions on CPU and GPU)")
+    num_workers: int = option(2, "data-loading worker processes")
+    compile: CompileMode = option("off", "torch.compile the networks: off, default, or reduce-overhead (CUDA graphs)")
     # --- output and logging
-    output_dir: str = _f("runs/{style_name}", "run folder for checkpoints, TensorBoard logs and the final model",
+    output_dir: str = option("runs/{style_name}", "run folder for checkpoints, TensorBoard logs and the final model",
                          path=True)
-    checkpoint_every: int = _f(200, "write a checkpoint every N steps (and at the end)")
-    log_every: int = _f(10, "write TensorBoard scalars every N steps")
-    preview_every: int = _f(200, "write preview images of the fixed validation photos every N steps (0 = never)")
-    preview_images: tuple[str, ...] = _f((), "fixed validation photos for previews (default: 4 from data_dir)",
+    checkpoint_every: int = option(200, "write a checkpoint every N steps (and at the end)")
+    log_every: int = option(10, "write TensorBoard scalars every N steps")
+    preview_every: int = option(200, "write preview images of the fixed validation photos every N steps (0 = never)")
+    preview_images: tuple[str, ...] = option((), "fixed validation photos for previews (default: 4 from data_dir)",
                                          path=True)
-    tensorboard: bool = _f(True, "write TensorBoard logs under <output_dir>/tb")
-    max_pixels: int = _f(100_000_000, "refuse images with more decoded pixels than this")
+    tensorboard: bool = option(True, "write TensorBoard logs under <output_dir>/tb")
+    max_pixels: int = option(100_000_000, "refuse images with more decoded pixels than this")
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -92,7 +93,8 @@ class TrainConfig:
         out = []
         positive = ("width", "residual_blocks", "image_size", "batch_size", "steps", "checkpoint_every", "log_every",
                     "max_pixels")
-        out += [f"{name} must be positive, got {getattr(self, name)}" for name in positive if getattr(self, name) <= 0]
+        out += [f"{name} must be positive, got {getattr(self, name)}"
+                for name in positive if getattr(self, name) <= 0]
         non_negative = ("style_size", "warmup_steps", "num_workers", "preview_every", "holdout_every")
         out += [f"{name} must be ≥ 0, got {getattr(self, name)}" for name in non_negative if getattr(self, name) < 0]
         for name in ("learning_rate", "content_weight", "style_weight", "tv_weight", "min_lr_ratio"):
@@ -121,58 +123,13 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-FIELD_TYPES: dict[str, Any] = typing.get_type_hints(TrainConfig)
-PATH_FIELDS = frozenset(f.name for f in fields(TrainConfig) if f.metadata.get("path"))
-
-
-def _type_name(annotation: Any) -> str:
-    origin = get_origin(annotation)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(annotation))
-    if origin is tuple:
-        return f"list of {_type_name(get_args(annotation)[0])}"
-    return getattr(annotation, "__name__", str(annotation))
+SCHEMA = Schema(TrainConfig)
+FIELD_TYPES: dict[str, Any] = SCHEMA.types
 
 
 def coerce(key: str, value: Any, source: str) -> Any:
     """Check ``value`` against the field's type and return it in the dataclass's representation."""
-    if key not in FIELD_TYPES:
-        valid = ", ".join(sorted(FIELD_TYPES))
-        raise ConfigError(f"{source}: unknown key '{key}'; valid keys: {valid}")
-    annotation = FIELD_TYPES[key]
-    ok, converted = _convert(value, annotation)
-    if not ok:
-        raise ConfigError(
-            f"{source}: '{key}' must be {_type_name(annotation)}, got {type(value).__name__} {value!r}"
-        )
-    return converted
-
-
-def _convert(value: Any, annotation: Any) -> tuple[bool, Any]:
-    origin = get_origin(annotation)
-    if origin is Literal:
-        return value in get_args(annotation), value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            return False, None
-        items = [_convert(item, get_args(annotation)[0]) for item in value]
-        return all(ok for ok, _ in items), tuple(v for _, v in items)
-    if origin in (types.UnionType, typing.Union):
-        for option in get_args(annotation):
-            ok, converted = _convert(value, option)
-            if ok:
-                return True, converted
-        return False, None
-    if annotation is bool:
-        return isinstance(value, bool), value
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if annotation is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return ok, float(value) if ok else None
-    if annotation is str:
-        return isinstance(value, str), value
-    return False, None
+    return SCHEMA.coerce(key, value, source)
 
 
 def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -180,16 +137,7 @@ def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"{path}: 'inherit' loops back to itself")
-    try:
-        with open(path, "rb") as handle:
-            raw = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-
+    raw = read_toml(path)
     values: dict[str, Any] = {}
     parent = raw.pop("inherit", None)
     if parent is not None:
@@ -197,26 +145,12 @@ def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
             raise ConfigError(f"{path}: 'inherit' must be a file name string")
         values.update(_read_toml(path.parent / parent, seen + (path,)))
     for key, value in raw.items():
-        if isinstance(value, dict):
-            raise ConfigError(f"{path}: tables are not supported ('[{key}]'); use top-level keys")
         value = coerce(key, value, str(path))
-        values[key] = _resolve_paths(key, value, path.parent)
+        if key in SCHEMA.path_fields:
+            value = (tuple(resolve_path(v, path.parent) for v in value) if isinstance(value, tuple)
+                     else resolve_path(value, path.parent))
+        values[key] = value
     return values
-
-
-def _resolve_paths(key: str, value: Any, base: Path) -> Any:
-    if key not in PATH_FIELDS:
-        return value
-    if isinstance(value, tuple):
-        return tuple(_resolve_one(v, base) for v in value)
-    return _resolve_one(value, base)
-
-
-def _resolve_one(value: str, base: Path) -> str:
-    if not value or "{" in value:
-        return value  # empty means "not set"; templated output paths stay relative to the working directory
-    expanded = Path(os.path.expanduser(value))
-    return str(expanded if expanded.is_absolute() else (base / expanded).resolve())
 
 
 def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:

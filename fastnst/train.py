@@ -37,8 +37,8 @@ logger = logging.getLogger("fastnst.train")
 CHECKPOINT_NAME = "last.pt"
 PREVIEW_MAX_SIDE = 256
 # Config keys that change what is being learned: resuming with other values would silently mix two runs.
-RESUME_MUST_MATCH = ("style_image", "style_size", "data_dir", "holdout_every", "width", "residual_blocks", "vgg", "content_layer",
-                     "style_layers", "style_layer_weights", "content_weight", "style_weight", "tv_weight",
+RESUME_MUST_MATCH = ("style_image", "style_size", "data_dir", "holdout_every", "width", "residual_blocks", "vgg",
+                     "content_layer", "style_layers", "style_layer_weights", "content_weight", "style_weight", "tv_weight",
                      "image_size", "batch_size", "learning_rate", "schedule", "warmup_steps", "min_lr_ratio", "seed")
 
 

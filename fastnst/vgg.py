@@ -123,7 +123,8 @@ class VGGFeatures(nn.Module):
         if layers is not None:
             unknown = [name for name in layers if name not in self.layers]
             if unknown:
-                raise ValueError(f"layer(s) {', '.join(unknown)} not configured; configured: {', '.join(self.layers)}")
+                raise ValueError(f"layer(s) {', '.join(unknown)} not configured; "
+                                 f"configured: {', '.join(self.layers)}")
             wanted = {index: name for index, name in wanted.items() if name in layers}
         last = max(wanted)
         x = (image * self.scale - self.mean.to(image.dtype)) / self.std.to(image.dtype)

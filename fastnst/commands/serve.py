@@ -3,30 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Literal, get_args, get_origin
 
 from ..errors import FastNSTError
-
-
-def add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per ServerSettings field, typed from its annotation; defaults stay in the dataclass."""
-    from ..server.settings import FIELD_TYPES, setting_fields
-
-    group = parser.add_argument_group("settings (override --config; defaults shown are the server's)")
-    for item in setting_fields():
-        annotation = FIELD_TYPES[item.name]
-        shown = "(none)" if item.name == "api_key" else repr(item.default)
-        kwargs: dict[str, Any] = {"dest": item.name, "default": None,
-                                  "help": f"{item.metadata['help']} [default: {shown}]"}
-        if annotation is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif get_origin(annotation) is Literal:
-            kwargs["choices"] = list(get_args(annotation))
-        elif get_origin(annotation) is tuple:
-            kwargs["nargs"] = "*"
-        else:
-            kwargs["type"] = annotation
-        group.add_argument("--" + item.name.replace("_", "-"), **kwargs)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -34,7 +12,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                                  description="Serve every model under --models over HTTP: POST /v1/stylize, "
                                              "a web page at /, OpenAPI docs at /docs, metrics at /metrics.")
     parser.add_argument("-c", "--config", help="TOML file of server settings (top-level keys named like the flags)")
-    add_settings_flags(parser)
+    from ..server.settings import SCHEMA
+
+    SCHEMA.add_flags(parser, "settings (override --config; defaults shown are the server's)")
     parser.set_defaults(handler=run)
 
 
@@ -44,10 +24,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..server import create_app, load_settings
     from ..server.registry import discover_models
+    from ..server.settings import SCHEMA
 
-    reserved = ("command", "config", "quiet", "handler")
-    overrides = {key: value for key, value in vars(args).items() if value is not None and key not in reserved}
-    settings = load_settings(args.config, overrides)
+    settings = load_settings(args.config, SCHEMA.overrides_from(args))
     if settings.device == "cuda" and not torch.cuda.is_available():
         raise FastNSTError("--device cuda was asked for but no CUDA device is available")
     discover_models(settings.models)  # a wrong folder is a one-line error now, not a failed startup later

@@ -5,35 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import fields
-from typing import Any, Literal, get_args, get_origin
 
 from ..errors import FastNSTError
 
 EXIT_INTERRUPTED = 130
-
-
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, typed from its annotation; defaults stay in the dataclass."""
-    from ..config import FIELD_TYPES, TrainConfig
-
-    group = parser.add_argument_group("config overrides (defaults shown are TrainConfig's)")
-    for item in fields(TrainConfig):
-        annotation = FIELD_TYPES[item.name]
-        flag = "--" + item.name.replace("_", "-")
-        help_text = f"{item.metadata['help']} [default: {item.default!r}]"
-        kwargs: dict[str, Any] = {"dest": item.name, "default": None, "help": help_text}
-        origin = get_origin(annotation)
-        if annotation is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif origin is Literal:
-            kwargs["choices"] = list(get_args(annotation))
-        elif origin is tuple:
-            kwargs["nargs"] = "+"
-            kwargs["type"] = get_args(annotation)[0]
-        else:
-            kwargs["type"] = annotation
-        group.add_argument(flag, **kwargs)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -41,7 +16,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                                  "(Johnson et al. 2016). Values come from --config, then from the flags below.")
     parser.add_argument("-c", "--config", help="TOML config file (see configs/)")
     parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoints/last.pt")
-    add_config_flags(parser)
+    from ..config import SCHEMA
+
+    SCHEMA.add_flags(parser, "config overrides (defaults shown are TrainConfig's)")
     parser.set_defaults(handler=run)
 
 
@@ -50,15 +27,10 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from ..config import load_config
+    from ..config import SCHEMA, load_config
     from ..train import StepReport, Trainer, TrainingStopped
 
-    reserved = ("command", "config", "resume", "quiet", "handler")
-    overrides = {key: value for key, value in vars(args).items() if value is not None and key not in reserved}
-    for key, value in overrides.items():
-        if isinstance(value, list):
-            overrides[key] = tuple(value)
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, SCHEMA.overrides_from(args))
     is_main = int(os.environ.get("RANK", "0")) == 0
     bar = tqdm(total=config.steps, desc=config.style_name, unit="step", dynamic_ncols=True,
                disable=args.quiet or not is_main)

@@ -9,22 +9,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
-
-import tomllib
+from typing import Any, Literal
 
 from ..errors import ConfigError
+from ..typed_config import Schema, option, read_toml, resolve_path
 
 Device = Literal["auto", "cpu", "cuda"]
 API_KEY_ENV = "FASTNST_API_KEY"
 API_KEY_HEADER = "X-API-Key"
-
-
-def _f(default: Any, help: str) -> Any:
-    """A dataclass field carrying its help text."""
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
@@ -32,29 +26,29 @@ class ServerSettings:
     """Everything ``fastnst serve`` can be told; the app never reads argv or the environment itself."""
 
     # --- what to serve, where
-    models: str = _f("models", "folder of model folders (each holds model.safetensors + model.json)")
-    host: str = _f("127.0.0.1", "address to listen on (0.0.0.0 exposes the server to the network)")
-    port: int = _f(8000, "TCP port")
-    device: Device = _f("auto", "cpu, cuda or auto")
-    threads: int = _f(0, "PyTorch intra-op threads for inference (0 = PyTorch's default)")
+    models: str = option("models", "folder of model folders (each holds model.safetensors + model.json)")
+    host: str = option("127.0.0.1", "address to listen on (0.0.0.0 exposes the server to the network)")
+    port: int = option(8000, "TCP port")
+    device: Device = option("auto", "cpu, cuda or auto")
+    threads: int = option(0, "PyTorch intra-op threads for inference (0 = PyTorch's default)")
     # --- dynamic batching (TorchServe / Triton style)
-    max_batch: int = _f(8, "largest inference batch; 1 turns dynamic batching off")
-    max_wait_ms: float = _f(5.0, "how long the first request of a batch waits for companions, in ms")
+    max_batch: int = option(8, "largest inference batch; 1 turns dynamic batching off")
+    max_wait_ms: float = option(5.0, "how long the first request of a batch waits for companions, in ms")
     # --- backpressure and limits
-    queue_size: int = _f(32, "stylize requests admitted at once (decoding, queued or running); more get 503")
-    request_timeout_s: float = _f(60.0, "a stylize request not answered within this many seconds gets 504")
-    max_body_bytes: int = _f(20 * 1024 * 1024, "largest request body in bytes (413 above)")
-    max_pixels: int = _f(40_000_000, "largest decoded image, width × height (413 above)")
-    max_side: int = _f(1024, "images are downscaled so their longer side is at most this (per-request default)")
-    max_side_limit: int = _f(2048, "largest max_side a request may ask for")
+    queue_size: int = option(32, "stylize requests admitted at once (decoding, queued or running); more get 503")
+    request_timeout_s: float = option(60.0, "a stylize request not answered within this many seconds gets 504")
+    max_body_bytes: int = option(20 * 1024 * 1024, "largest request body in bytes (413 above)")
+    max_pixels: int = option(40_000_000, "largest decoded image, width × height (413 above)")
+    max_side: int = option(1024, "images are downscaled so their longer side is at most this (per-request default)")
+    max_side_limit: int = option(2048, "largest max_side a request may ask for")
     # --- access
-    api_key: str = _f("", f"require this key in the {API_KEY_HEADER} header on /v1 routes (empty: no key; "
-                          f"${API_KEY_ENV} is used when unset)")
-    cors_origins: tuple[str, ...] = _f((), "origins allowed to call the API from a browser (CORS); '*' for any")
+    api_key: str = option("", f"require this key in the {API_KEY_HEADER} header on /v1 routes (empty: no key; "
+                              f"${API_KEY_ENV} is used when unset)", secret=True)
+    cors_origins: tuple[str, ...] = option((), "origins allowed to call the API from a browser (CORS); '*' for any")
     # --- life cycle
-    warmup: bool = _f(True, "run every model once before reporting ready (first requests are not slow)")
-    background_load: bool = _f(True, "answer /healthz while models load (/readyz says when they are ready)")
-    shutdown_timeout_s: float = _f(30.0, "on SIGTERM, how long to wait for requests in flight to finish")
+    warmup: bool = option(True, "run every model once before reporting ready (first requests are not slow)")
+    background_load: bool = option(True, "answer /healthz while models load (/readyz says when they are ready)")
+    shutdown_timeout_s: float = option(30.0, "on SIGTERM, how long to wait for requests in flight to finish")
 
     def __post_init__(self) -> None:
         positive = ("port", "max_batch", "queue_size", "max_body_bytes", "max_pixels", "max_side", "max_side_limit")
@@ -77,35 +71,13 @@ class ServerSettings:
         return dataclasses.replace(self, **changes)
 
 
-FIELD_TYPES: dict[str, Any] = typing.get_type_hints(ServerSettings)
+SCHEMA = Schema(ServerSettings, noun="server setting")
+FIELD_TYPES: dict[str, Any] = SCHEMA.types
 
 
 def coerce(key: str, value: Any, source: str) -> Any:
     """Check one setting against its field's type; ints are accepted where floats are expected."""
-    if key not in FIELD_TYPES:
-        raise ConfigError(f"{source}: unknown server setting '{key}'; valid: {', '.join(sorted(FIELD_TYPES))}")
-    annotation = FIELD_TYPES[key]
-    origin = get_origin(annotation)
-    ok = False
-    if origin is Literal:
-        ok = value in get_args(annotation)
-    elif origin is tuple:
-        ok = isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
-        value = tuple(value) if ok else value
-    elif annotation is bool:
-        ok = isinstance(value, bool)
-    elif annotation is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif annotation is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif annotation is str:
-        ok = isinstance(value, str)
-    if not ok:
-        expected = ("one of " + ", ".join(map(repr, get_args(annotation))) if origin is Literal
-                    else "a list of strings" if origin is tuple else annotation.__name__)
-        raise ConfigError(f"{source}: server setting '{key}' must be {expected}, got {value!r}")
-    return value
+    return SCHEMA.coerce(key, value, source)
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None,
@@ -118,19 +90,10 @@ def load_settings(path: str | os.PathLike[str] | None = None, overrides: dict[st
     values: dict[str, Any] = {}
     if path is not None:
         file = Path(path)
-        try:
-            with open(file, "rb") as handle:
-                raw = tomllib.load(handle)
-        except FileNotFoundError:
-            raise ConfigError(f"server config {file} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{file}: not valid TOML ({exc})") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read server config {file}: {exc.strerror}") from None
-        for key, value in raw.items():
+        for key, value in read_toml(file, "server config").items():
             values[key] = coerce(key, value, str(file))
-        if "models" in values and not Path(values["models"]).expanduser().is_absolute():
-            values["models"] = str((file.resolve().parent / values["models"]).resolve())
+        if "models" in values:
+            values["models"] = resolve_path(values["models"], file.resolve().parent)
     for key, value in (overrides or {}).items():
         values[key] = coerce(key, value, "command line")
     env = os.environ if environ is None else environ
@@ -138,7 +101,3 @@ def load_settings(path: str | os.PathLike[str] | None = None, overrides: dict[st
         values["api_key"] = env[API_KEY_ENV]
     return ServerSettings(**values)
 
-
-def setting_fields() -> list[dataclasses.Field[Any]]:
-    """The fields in declaration order, for building CLI flags."""
-    return list(fields(ServerSettings))
