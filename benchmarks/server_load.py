@@ -19,7 +19,6 @@ import asyncio
 import io
 import json
 import os
-import platform
 import signal
 import socket
 import statistics
@@ -33,18 +32,10 @@ import httpx
 import torch
 from PIL import Image
 
+from fastnst.machine import cpu_model
+
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"  # never anything else: this is a load generator
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def photo_bytes(side: int) -> bytes:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import socket
 import statistics
 import sys
@@ -27,26 +26,11 @@ from reference_recipe import ReferenceTrainer
 
 from fastnst.config import load_config
 from fastnst.data import CropSpec, PhotoCrops
+from fastnst.machine import device_name
 from fastnst.train import Trainer
 from fastnst.weights import load_vgg_features_state
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def sync(device: torch.device) -> None:
@@ -118,7 +102,7 @@ def main() -> int:
             times[name].append((time.perf_counter() - start) / args.steps)
 
     ref = statistics.median(times["reference"])
-    hardware = device_name(device) if device.type == "cuda" else cpu_model()
+    hardware = device_name(device)
     print(f"training throughput, {args.size}² crops, batch {args.batch_size}, VGG16, device {device.type} "
           f"({hardware}, torch {torch.__version__}, {torch.get_num_threads()} threads), host {socket.gethostname()}")
     print(f"{'variant':<18}{'s/step':>10}{'img/s':>10}{'vs reference':>14}")
