@@ -29,3 +29,7 @@ class CheckpointError(FastNSTError):
 
 class DatasetError(FastNSTError):
     """A training folder holds no usable images."""
+
+
+class VideoError(FastNSTError):
+    """A video cannot be read, decoded or written (missing, corrupt, no video stream, unsupported container)."""

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .norm_stats import StatInstanceNorm2d
+
 # Two stride-2 downsamplings: spatial sizes must be multiples of 4 inside the network, and reflection padding of
 # the 9×9 and 3×3 convs needs at least 16 px (16 → 8 → 4) so smaller inputs are padded up to it.
 SIZE_MULTIPLE = 4
@@ -37,12 +39,16 @@ class TransformerSpec:
 
 
 class ConvLayer(nn.Sequential):
-    """Reflection pad → conv → (instance norm → ReLU)."""
+    """Reflection pad → conv → (instance norm → ReLU).
+
+    The norm is :class:`~fastnst.norm_stats.StatInstanceNorm2d`: plain instance norm by default (same state_dict
+    keys), whose statistics tiling and video can record, impose or smooth.
+    """
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, *, norm: bool = True, relu: bool = True):
         layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
         if norm:
-            layers.append(nn.InstanceNorm2d(cout, affine=True))
+            layers.append(StatInstanceNorm2d(cout, affine=True))
         if relu:
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)

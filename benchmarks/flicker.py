@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Flicker of stylized video with and without smoothed instance-norm statistics.
+
+Flicker is measured as in issue #4: the mean absolute frame-to-frame change of the stylized frames divided by
+that of the input frames (1 = the output changes exactly as much as the input). Clips are made from a real
+photo (samples/), so the numbers need no video files:
+
+* ``static``: one view, sensor noise only (σ = 2/255 per frame);
+* ``pan``: the camera pans 2 px per frame across the photo, plus the same noise;
+* ``object``: a static view with a dark object moving across it (the statistics change with it), plus noise.
+
+Each clip runs through :func:`fastnst.runtime.video.model_stylizer` in batches of 4 frames, as
+``fastnst stylize in.mp4 --flicker-reduction M`` does. Usage:
+
+    python benchmarks/flicker.py [--model starry_night] [--size 256x192] [--frames 24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from fastnst.images import image_to_tensor  # noqa: E402
+from fastnst.model_io import load_model  # noqa: E402
+from fastnst.runtime.video import flicker_ratio, model_stylizer  # noqa: E402
+
+
+def clips(photo: Path, width: int, height: int, frames: int) -> dict[str, torch.Tensor]:
+    """[T, 3, H, W] clips in [0, 1] (see the module docstring)."""
+    gen = torch.Generator().manual_seed(0)
+    big = image_to_tensor(Image.open(photo).convert("RGB").resize((width + 2 * frames, height + 2 * frames)))
+    noise = lambda: torch.randn(frames, 3, height, width, generator=gen) * (2 / 255)  # noqa: E731
+    view = big[..., frames : frames + height, frames : frames + width]
+    static = view.repeat(frames, 1, 1, 1)
+    pan = torch.cat([big[..., frames : frames + height, 2 * t : 2 * t + width] for t in range(frames)])
+    moving = static.clone()
+    side = height // 4
+    for t in range(frames):
+        x = round(t * (width - side) / max(1, frames - 1))
+        moving[t, :, height // 3 : height // 3 + side, x : x + side] *= 0.15
+    return {name: (clip + noise()).clamp(0, 1) for name, clip in
+            (("static", static), ("pan", pan), ("object", moving))}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="starry_night")
+    parser.add_argument("--photo", default=str(REPO / "samples" / "castle.jpg"))
+    parser.add_argument("--size", default="256x192")
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--smoothing", default="0,0.5,0.8,0.9,0.95")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "flicker.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    model, _ = load_model(args.model, device="cpu")
+    values = [float(v) for v in args.smoothing.split(",")]
+    results: dict[str, dict[str, float]] = {}
+    for name, clip in clips(Path(args.photo), width, height, args.frames).items():
+        results[name] = {}
+        for smoothing in values:
+            with model_stylizer(model, smoothing=smoothing) as stylize:
+                out = torch.cat([stylize(clip[i : i + 4]) for i in range(0, clip.shape[0], 4)])
+            results[name][str(smoothing)] = round(flicker_ratio(clip, out), 3)
+        print(name, results[name], flush=True)
+    report = {"benchmark": "flicker", "metric": "mean |out[t]-out[t-1]| / mean |in[t]-in[t-1]|",
+              "model": args.model, "photo": Path(args.photo).name, "size": [width, height], "frames": args.frames,
+              "ratios_by_smoothing": results, "machine": f"{platform.machine()}, torch {torch.__version__}"}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
