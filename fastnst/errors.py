@@ -31,5 +31,10 @@ class DatasetError(FastNSTError):
     """A training folder holds no usable images."""
 
 
-class VideoError(FastNSTError):
-    """A video cannot be read, decoded or written (missing, corrupt, no video stream, unsupported container)."""
+class ExportError(FastNSTError):
+    """An ONNX export, its verification against PyTorch, or a reduced-precision model's quality check failed."""
+
+
+class BackendError(FastNSTError):
+    """An inference backend cannot run: unknown or unavailable backend/precision, a file that is no fastnst ONNX
+    model, or an input batch of the wrong rank or channels."""

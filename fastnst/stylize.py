@@ -1,4 +1,4 @@
-"""Stylize image files and folders with a trained transform network (PyTorch, whole image at once)."""
+"""Stylize image files and folders with a trained transform network through any backend, whole image at once."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from .images import (
     save_image,
     tensor_to_image,
 )
+from .runtime.base import Backend
 from .transformer import TransformerNet
 
 
@@ -75,28 +76,34 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
     return jobs
 
 
-@torch.inference_mode()
-def stylize_tensor(model: TransformerNet, image: torch.Tensor) -> torch.Tensor:
-    """[N,3,H,W] in [0,1] → stylized [N,3,H,W] in [0,1] on the CPU."""
-    device = next(model.parameters()).device
-    return model(image.to(device)).float().clamp_(0, 1).cpu()
+Runner = Backend | TransformerNet
+"""What stylizes a batch: any runtime :class:`~fastnst.runtime.base.Backend`, or a bare TransformerNet."""
 
 
-def stylize_file(model: TransformerNet, source: Path, target: Path, *,
+def stylize_tensor(runner: Runner, image: torch.Tensor) -> torch.Tensor:
+    """[N,3,H,W] in [0,1] → stylized [N,3,H,W] in [0,1] on the CPU, through a backend (or the bare network)."""
+    if isinstance(runner, TransformerNet):
+        with torch.inference_mode():
+            device = next(runner.parameters()).device
+            return runner(image.to(device)).float().clamp_(0, 1).cpu()
+    return runner.stylize(image)
+
+
+def stylize_file(runner: Runner, source: Path, target: Path, *,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Path:
     """Stylize one file; transparency is carried over where the output format supports it."""
     loaded = load_image(source, max_pixels=max_pixels)
-    result: Image.Image = tensor_to_image(stylize_tensor(model, image_to_tensor(loaded.rgb)))
+    result: Image.Image = tensor_to_image(stylize_tensor(runner, image_to_tensor(loaded.rgb)))
     return save_image(result, target, alpha=loaded.alpha)
 
 
-def stylize_paths(model: TransformerNet, inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str],
+def stylize_paths(runner: Runner, inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str],
                   *, out_format: str | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                   on_done: Callable[[Job], None] | None = None) -> list[Path]:
     """Stylize every input into ``output``; returns the written paths."""
     written = []
     for job in plan_jobs(inputs, output, out_format):
-        written.append(stylize_file(model, job.source, job.target, max_pixels=max_pixels))
+        written.append(stylize_file(runner, job.source, job.target, max_pixels=max_pixels))
         if on_done is not None:
             on_done(job)
     return written

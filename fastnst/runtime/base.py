@@ -18,3 +18,17 @@ class Backend(Protocol):
     def stylize(self, batch: torch.Tensor) -> torch.Tensor:
         """Stylize a batch; the output has the input's shape and is clamped to [0, 1]."""
         ...
+
+
+def check_batch(batch: torch.Tensor) -> None:
+    """Refuse, with one line, anything but a floating [N, 3, H, W] batch (before any backend touches it)."""
+    from ..errors import BackendError
+
+    if not isinstance(batch, torch.Tensor):
+        raise BackendError(f"expected a torch.Tensor batch [N, 3, H, W], got {type(batch).__name__}")
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        raise BackendError(f"expected an RGB batch of shape [N, 3, H, W], got shape {list(batch.shape)}")
+    if not batch.is_floating_point():
+        raise BackendError(f"expected float values in [0, 1], got {batch.dtype}")
+    if min(batch.shape) == 0:
+        raise BackendError(f"the batch is empty (shape {list(batch.shape)})")

@@ -1,0 +1,59 @@
+"""``fastnst bench``: inference latency per backend × precision × size, against the plain PyTorch reference."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import FastNSTError
+
+SIZE_NAMES = ("256", "512", "1080p", "4k")  # keys of fastnst.benchmark.SIZES (not imported: it needs torch)
+QUICK_SIZES = ["512", "1080p"]
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "bench", help="measure inference speed per backend, precision and size",
+        description="Time every backend × precision at each size, interleaved with the plain reference (fp32 eager "
+                    "PyTorch, NCHW, default settings), and write benchmarks/results/<host>.json.")
+    parser.add_argument("-m", "--model", default="starry_night", help="model name or folder [default: starry_night]")
+    parser.add_argument("--backends", nargs="+", choices=["torch", "onnxruntime"], default=["torch", "onnxruntime"])
+    parser.add_argument("--precisions", nargs="+", choices=["fp32", "fp16", "bf16", "int8"],
+                        help="[default: fp32, bf16 and int8 on CPUs; fp32, fp16 and bf16 on GPUs]")
+    parser.add_argument("--sizes", nargs="+", choices=SIZE_NAMES,
+                        help="[default: all; 4k is skipped on CPUs unless named here]")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs per case and size [default: 2]")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per case and size [default: 5]")
+    parser.add_argument("--max-seconds", type=float, default=30.0,
+                        help="skip a case at a size when one run takes longer [default: 30]")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"sizes {' and '.join(QUICK_SIZES)} only, 1 warm-up, 3 repeats")
+    parser.add_argument("-o", "--output", help="results JSON [default: benchmarks/results/<host>.json]")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..atomic import atomic_write_text
+    from ..benchmark import format_table, run_benchmark
+
+    if args.quick:
+        args.sizes = args.sizes or QUICK_SIZES
+        args.warmup, args.repeats = min(args.warmup, 1), min(args.repeats, 3)
+    if args.repeats < 1 or args.warmup < 0:
+        raise FastNSTError("--repeats must be at least 1 and --warmup at least 0")
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    report = run_benchmark(model=args.model, backends=args.backends, precisions=args.precisions, sizes=args.sizes,
+                           device=args.device, warmup=args.warmup, repeats=args.repeats,
+                           max_seconds=args.max_seconds, progress=None if args.quiet else progress)
+    output = Path(args.output or Path("benchmarks") / "results" / f"{report['machine']['host']}.json")
+    atomic_write_text(output, json.dumps(report, indent=2) + "\n")
+    if not args.quiet:
+        print(format_table(report))
+        print(f"wrote {output}")
+    return 0

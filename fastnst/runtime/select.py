@@ -1,0 +1,95 @@
+"""Pick and build a backend for a model: ``--backend`` / ``--precision`` / ``--device`` in one place.
+
+``auto`` picks the fastest backend that can run the request: ONNX Runtime when it is installed and the model has
+an ONNX export of that precision (on the 2-core CPU its fp32 is about twice the plain PyTorch reference and its
+int8 about three times, see benchmarks/; on GPUs it adds TensorRT), otherwise PyTorch. Precision ``auto`` is
+fp32 on CPUs (exact) and fp16 on GPUs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+from pathlib import Path
+
+from ..errors import BackendError
+from ..export import ONNX_FILES
+from ..model_io import ModelInfo, find_model, load_model
+from ..transformer import TransformerSpec
+from .base import Backend
+
+log = logging.getLogger(__name__)
+
+BACKENDS: tuple[str, ...] = ("auto", "torch", "onnxruntime")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16", "int8")
+
+
+def have_onnxruntime() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def onnx_file(folder: Path, precision: str) -> Path | None:
+    """The export in ``folder`` that runs ``precision``: its own file, or for fp16 the fp32 one (converted)."""
+    for name in (ONNX_FILES.get(precision), ONNX_FILES["fp32"] if precision == "fp16" else None):
+        if name and (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def load_backend(model: str | os.PathLike[str], *, backend: str = "auto", precision: str = "auto",
+                 device: str = "auto", threads: int | None = None) -> tuple[Backend, ModelInfo]:
+    """Build the backend for ``model`` (a name, folder, .safetensors or .onnx file) and describe the model."""
+    from .torch_backend import TorchBackend, default_precision, resolve_device
+
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise BackendError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    target = resolve_device(device)  # refuses cuda without a GPU, for both backends
+    if precision == "auto":
+        precision = default_precision(target)
+
+    if str(model).endswith(".onnx"):
+        if backend == "torch":
+            raise BackendError(f"{model} is an ONNX file; the torch backend needs the model's .safetensors")
+        return _onnx(Path(model), None if precision == "auto" else precision, device, threads)
+
+    weights = find_model(model)
+    exported = onnx_file(weights.parent, precision)
+    if backend == "auto":
+        if precision != "bf16" and exported is not None and have_onnxruntime():
+            backend = "onnxruntime"
+        elif precision == "int8":
+            raise BackendError(f"int8 needs {weights.parent / ONNX_FILES['int8']} and the onnxruntime package; "
+                               f"make it with `fastnst export -m {model} --precision int8`")
+        else:
+            backend = "torch"
+            if precision != "bf16":
+                log.info("no %s beside %s (or no onnxruntime): using the torch backend; `fastnst export` makes it",
+                         ONNX_FILES[precision], weights.name)
+    if backend == "onnxruntime":
+        if exported is None:
+            raise BackendError(f"{weights.parent} has no {ONNX_FILES.get(precision, 'ONNX file')} for {precision}; "
+                               f"make it with `fastnst export -m {model} --precision "
+                               f"{precision if precision in ONNX_FILES else 'fp32'}`")
+        onnx_backend, _ = _onnx(exported, precision, device, threads)
+        _, info = load_model(weights, device="cpu")
+        return onnx_backend, info
+    net, info = load_model(weights, device=target)
+    return TorchBackend(net, device=str(target), precision=precision), info
+
+
+def _onnx(path: Path, precision: str | None, device: str, threads: int | None) -> tuple[Backend, ModelInfo]:
+    from .onnx_backend import OnnxBackend
+
+    runner = OnnxBackend(path, precision=precision, device=device, threads=threads)
+    meta = runner.metadata
+    try:
+        spec = TransformerSpec(**json.loads(meta.get("fastnst.spec", "{}")))
+        card = json.loads(meta.get("fastnst.model_card", "{}"))
+        card["config"] = json.loads(meta.get("fastnst.training_config", "{}"))
+    except (TypeError, ValueError):
+        raise BackendError(f"{path} has unreadable fastnst metadata") from None
+    return runner, ModelInfo(name=meta.get("fastnst.style", path.stem), spec=spec, metadata=card)
