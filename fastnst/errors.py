@@ -31,6 +31,10 @@ class DatasetError(FastNSTError):
     """A training folder holds no usable images."""
 
 
+class VideoError(FastNSTError):
+    """A video cannot be read, decoded or written (missing, corrupt, no video stream, unsupported container)."""
+
+
 class ExportError(FastNSTError):
     """An ONNX export, its verification against PyTorch, or a reduced-precision model's quality check failed."""
 
