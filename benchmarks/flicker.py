@@ -29,16 +29,16 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fastnst.images import image_to_tensor  # noqa: E402
-from fastnst.model_io import load_model  # noqa: E402
-from fastnst.runtime.video import flicker_ratio, model_stylizer  # noqa: E402
+from fastnst.images import image_to_tensor
+from fastnst.model_io import load_model
+from fastnst.runtime.video import flicker_ratio, model_stylizer
 
 
 def clips(photo: Path, width: int, height: int, frames: int) -> dict[str, torch.Tensor]:
     """[T, 3, H, W] clips in [0, 1] (see the module docstring)."""
     gen = torch.Generator().manual_seed(0)
     big = image_to_tensor(Image.open(photo).convert("RGB").resize((width + 2 * frames, height + 2 * frames)))
-    noise = lambda: torch.randn(frames, 3, height, width, generator=gen) * (2 / 255)  # noqa: E731
+    noise = lambda: torch.randn(frames, 3, height, width, generator=gen) * (2 / 255)
     view = big[..., frames : frames + height, frames : frames + width]
     static = view.repeat(frames, 1, 1, 1)
     pan = torch.cat([big[..., frames : frames + height, 2 * t : 2 * t + width] for t in range(frames)])

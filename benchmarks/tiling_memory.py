@@ -95,6 +95,8 @@ def main() -> int:
             "peak_rss_gib": round(peak_kib / 2**20, 3),
             "stylize_seconds": round(float(stdout.strip().splitlines()[-1]), 1),
             "wall_seconds": round(wall, 1),
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),  # robust to other load on the machine
+            "load_average_after": round(os.getloadavg()[0], 1),
             "output_bytes": out.stat().st_size,
             "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_implementation()} "
                        f"{platform.python_version()}",

@@ -14,13 +14,14 @@ from .errors import FastNSTError, ImageError
 from .images import (
     DEFAULT_MAX_PIXELS,
     check_output_path,
-    image_to_tensor,
     list_images,
     load_image,
     save_image,
-    tensor_to_image,
 )
 from .runtime.base import Backend
+from .runtime.color import Controls
+from .runtime.tiling import DEFAULT_OVERLAP, stylize_image
+from .runtime.video import VIDEO_EXTENSIONS, check_video_output, is_video
 from .transformer import TransformerNet
 
 
@@ -63,17 +64,32 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
     names_folder = output.is_dir() or str(output_arg).endswith(("/", os.sep)) or not output.suffix
     single_file = len(sources) == 1 and not Path(inputs[0]).is_dir() and not names_folder
     if single_file:
-        check_output_path(output)
+        _check_target(sources[0][0], output)
         return [Job(sources[0][0], output)]
     if output.exists() and not output.is_dir():
         raise ImageError(f"output {output} is a file, but several inputs need an output folder")
-    jobs = [Job(src, (output / rel).with_suffix(suffix or rel.suffix)) for src, rel in sources]
+    # Videos keep their container: --format names an image format.
+    jobs = [Job(src, (output / rel).with_suffix(rel.suffix if is_video(src) else suffix or rel.suffix))
+            for src, rel in sources]
     for job in jobs:
-        check_output_path(job.target)
+        _check_target(job.source, job.target)
     targets = [job.target for job in jobs]
     if len(set(targets)) != len(targets):
         raise FastNSTError("two inputs would write the same output file; stylize them into separate folders")
     return jobs
+
+
+def _check_target(source: Path, target: Path) -> None:
+    """Images go to image files and videos to video files; either is checked before any work is done."""
+    if is_video(source) and not is_video(target):
+        raise FastNSTError(f"{source} is a video, so {target} needs a video extension "
+                           f"({', '.join(sorted(VIDEO_EXTENSIONS))})")
+    if is_video(target) and not is_video(source):
+        raise FastNSTError(f"{source} is an image, so {target} needs an image extension, not {target.suffix}")
+    if is_video(target):
+        check_video_output(target)
+    else:
+        check_output_path(target)
 
 
 Runner = Backend | TransformerNet
@@ -90,10 +106,15 @@ def stylize_tensor(runner: Runner, image: torch.Tensor) -> torch.Tensor:
 
 
 def stylize_file(runner: Runner, source: Path, target: Path, *,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Path:
-    """Stylize one file; transparency is carried over where the output format supports it."""
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, tile: int | None = None,
+                 overlap: int = DEFAULT_OVERLAP, controls: Controls | None = None) -> Path:
+    """Stylize one file; transparency is carried over where the output format supports it.
+
+    ``tile``/``overlap``/``controls``: see :func:`fastnst.runtime.tiling.stylize_image` (None/0 = the whole image
+    when it fits the memory budget, else exact tiles).
+    """
     loaded = load_image(source, max_pixels=max_pixels)
-    result: Image.Image = tensor_to_image(stylize_tensor(runner, image_to_tensor(loaded.rgb)))
+    result: Image.Image = stylize_image(runner, loaded.rgb, tile=tile, overlap=overlap, controls=controls)
     return save_image(result, target, alpha=loaded.alpha)
 
 

@@ -7,8 +7,17 @@ import pytest
 import torch
 
 from fastnst.errors import FastNSTError
-from fastnst.runtime.color import (_RGB_TO_YCC, Controls, apply_controls, apply_lut_u8, blend, channel_histograms,
-                                   histogram_lut, match_histograms, transfer_luminance)
+from fastnst.runtime.color import (
+    _RGB_TO_YCC,
+    Controls,
+    apply_controls,
+    apply_lut_u8,
+    blend,
+    channel_histograms,
+    histogram_lut,
+    match_histograms,
+    transfer_luminance,
+)
 
 
 def ycc(image: torch.Tensor) -> torch.Tensor:

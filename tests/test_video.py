@@ -165,3 +165,61 @@ def test_unsupported_inputs_and_outputs(tmp_path: Path, model: TransformerNet) -
         with pytest.raises(VideoError, match="does not exist"):
             stylize_video(tmp_path / "missing.mp4", tmp_path / "out.mp4", stylize)
     no_leftovers(tmp_path, {"sound.mkv", "in.mp4"})
+
+
+# ------------------------------------------------------------------------------------------- command line
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path: Path, model: TransformerNet) -> Path:
+    from fastnst.model_io import save_model
+
+    folder = tmp_path / "tiny_model"
+    save_model(model, folder, {"style_name": "tiny"})
+    return folder
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    from fastnst.cli import main
+
+    code = main(["stylize", *args])
+    return code, capsys.readouterr().err
+
+
+def test_cli_stylizes_a_video(tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = make_video(tmp_path / "in.mp4")
+    target = tmp_path / "out" / "styled.mov"
+    code, err = cli(capsys, str(source), "-m", str(tiny_model_dir), "-o", str(target), "--flicker-reduction",
+                    "--batch-size", "3", "--strength", "0.7", "--preserve-color", "histogram")
+    assert code == 0, err
+    assert read_frames(target).shape[0] == 14 and probe_video(target).has_audio
+
+
+def test_cli_bad_videos_one_line_no_output(tmp_path: Path, tiny_model_dir: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.webm"
+    bad.write_bytes(b"\x1a\x45\xdf\xa3" + b"\x00garbage" * 100)
+    for args, words in (([str(bad), "-o", str(tmp_path / "out.webm")], ("bad.webm",)),
+                        ([str(make_video(tmp_path / "in.mp4", frames=2)), "-o", str(tmp_path / "out.png")],
+                         ("video extension",)),
+                        ([str(tmp_path / "in.mp4"), "-o", str(tmp_path / "out.mp4"), "--flicker-reduction", "1.5"],
+                         ("between 0",))):
+        code, err = cli(capsys, *args, "-m", str(tiny_model_dir))
+        lines = [line for line in err.strip().splitlines() if line.strip().startswith("fastnst:")]
+        assert code == 1 and len(lines) == 1 and "Traceback" not in err, err
+        assert all(word in lines[0] for word in words), lines[0]
+    no_leftovers(tmp_path, {"bad.webm", "in.mp4", "tiny_model"})
+
+
+def test_cli_image_controls_and_tiles(tmp_path: Path, tiny_model_dir: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    Image.effect_noise((70, 50), 60).convert("RGB").save(photo)
+    for extra in (["--tile", "32", "--strength", "0.5"], ["--preserve-color", "luminance"]):
+        code, err = cli(capsys, str(photo), "-m", str(tiny_model_dir), "-o", str(tmp_path / "out.png"), *extra)
+        assert code == 0, err
+        assert Image.open(tmp_path / "out.png").size == (70, 50)
+    code, err = cli(capsys, str(photo), "-m", str(tiny_model_dir), "-o", str(tmp_path / "x.png"), "--strength", "2")
+    assert code == 1 and "strength must be between 0 and 1" in err

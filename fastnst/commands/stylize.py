@@ -8,6 +8,7 @@ import sys
 from ..errors import FastNSTError
 
 EXIT_ERROR = 1
+PRESERVE_COLOR = ("none", "luminance", "histogram")  # = runtime.color.PRESERVE_COLOR_CHOICES (torch-free import)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -28,7 +29,36 @@ def register(commands: argparse._SubParsersAction) -> None:
                              "onnxruntime backend and model.int8.onnx [default: auto]")
     parser.add_argument("--max-pixels", type=int, default=None,
                         help="refuse images with more decoded pixels than this [default: 100000000]")
+    _register_controls(parser)
     parser.set_defaults(handler=run)
+
+
+def _register_controls(parser: argparse.ArgumentParser) -> None:
+    """Tiling, output controls and video options (issue #4); the library validates the values."""
+    parser.add_argument("--tile", type=int, default=0, metavar="SIZE",
+                        help="stylize in SIZE px tiles with whole-image normalisation statistics (the same result "
+                             "in bounded memory); 0 = auto: whole image when it fits ~2 GB, else 512 [default: 0]")
+    parser.add_argument("--tile-overlap", type=int, default=16, metavar="PX",
+                        help="real context around each tile; 16 makes tiles exact [default: 16]")
+    parser.add_argument("--strength", type=float, default=1.0,
+                        help="style strength: 1 = fully stylized, 0 = the original, a blend between [default: 1]")
+    parser.add_argument("--preserve-color", choices=PRESERVE_COLOR, default="none",
+                        help="keep the original's colours: luminance = stylized luma with the photo's chroma, "
+                             "histogram = match each colour channel's histogram [default: none]")
+    parser.add_argument("--flicker-reduction", type=float, nargs="?", const=0.9, default=0.0, metavar="M",
+                        help="videos: smooth normalisation statistics over frames (moving average weight M, 0.9 "
+                             "if given alone) [default: off]")
+    parser.add_argument("--batch-size", type=int, default=4, help="videos: frames per batch [default: 4]")
+
+
+def _needs_torch(args: argparse.Namespace, jobs: list, max_pixels: int) -> bool:
+    """True when the options, or an image too large to stylize whole, need tiles or statistics control."""
+    from ..runtime.tiling import too_large_for_whole
+    from ..runtime.video import is_video
+
+    if args.tile > 0 or args.flicker_reduction > 0:
+        return True
+    return any(not is_video(job.source) and too_large_for_whole(job.source, max_pixels) for job in jobs)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..images import DEFAULT_MAX_PIXELS
+    from ..runtime.color import Controls
     from ..runtime.select import load_backend
+    from ..runtime.video import is_video, probe_video, stylize_video_file
     from ..stylize import plan_jobs, stylize_file
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -45,13 +77,28 @@ def run(args: argparse.Namespace) -> int:
         raise FastNSTError(f"--max-pixels must be positive, got {args.max_pixels}")
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     max_pixels = args.max_pixels if args.max_pixels is not None else DEFAULT_MAX_PIXELS
+    controls = Controls(args.strength, args.preserve_color)
+    if args.tile < 0 or args.tile_overlap < 0 or args.batch_size < 1:
+        raise FastNSTError("--tile and --tile-overlap must be 0 or more, --batch-size 1 or more")
     jobs = plan_jobs(args.inputs, args.output, args.out_format)  # validate everything before loading the model
-    model, _info = load_backend(args.model, backend=args.backend, precision=args.precision, device=device)
+    backend = args.backend
+    if backend == "auto" and _needs_torch(args, jobs, max_pixels):
+        backend = "torch"  # tiles and flicker reduction need the PyTorch network's norm layers
+    model, _info = load_backend(args.model, backend=backend, precision=args.precision, device=device)
     failures = 0
     show_bar = len(jobs) > 1 and not args.quiet
     for job in tqdm(jobs, desc="stylize", unit="img", disable=not show_bar, dynamic_ncols=True):
         try:
-            stylize_file(model, job.source, job.target, max_pixels=max_pixels)
+            if is_video(job.source):
+                frames = probe_video(job.source).frames
+                with tqdm(total=frames, desc=job.source.name, unit="frame", disable=args.quiet, leave=False,
+                          dynamic_ncols=True) as bar:
+                    stylize_video_file(model, job.source, job.target, smoothing=args.flicker_reduction,
+                                       batch_size=args.batch_size, controls=controls, max_pixels=max_pixels,
+                                       progress=bar.update)
+            else:
+                stylize_file(model, job.source, job.target, max_pixels=max_pixels, tile=args.tile,
+                             overlap=args.tile_overlap, controls=controls)
         except FastNSTError as exc:
             if len(jobs) == 1:
                 raise

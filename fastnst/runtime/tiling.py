@@ -29,6 +29,7 @@ run whole (see :func:`stylize_image`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -42,6 +43,7 @@ from torch import nn
 from ..errors import FastNSTError
 from ..norm_stats import LayerStats, RunningMoments, StatInstanceNorm2d
 from ..transformer import PIXEL_SCALE, SIZE_MULTIPLE, ConvLayer, TransformerNet
+from .base import Backend
 from .color import Controls, apply_controls, apply_lut_u8, blend, channel_histograms, histogram_lut
 
 Progress = Callable[[int], None]  # called with the number of tile runs just finished (total: count_tile_runs)
@@ -255,7 +257,7 @@ class _TiledRun:
     def decoder(self, stream: torch.Tensor, consume: Callable[[int, int, torch.Tensor], None]) -> None:
         """Measure the two upsampling norms, then hand each output core (full resolution, [0, 1]) to ``consume``."""
         up1, up2, last = self.model.decoder
-        window_of = lambda rows, cols: stream[:, rows, cols].to(self.device, torch.float32).unsqueeze(0)  # noqa: E731
+        window_of = lambda rows, cols: stream[:, rows, cols].to(self.device, torch.float32).unsqueeze(0)
 
         def after_up1(rows: slice, cols: slice, finish: bool = True) -> torch.Tensor:
             y = _conv(up1[1], up1[0](window_of(rows, cols)))
@@ -353,6 +355,20 @@ def whole_image_bytes(model: TransformerNet, width: int, height: int) -> int:
     return width * height * model.spec.width * _BYTES_PER_PIXEL_PER_WIDTH
 
 
+def too_large_for_whole(path: str | os.PathLike[str], max_pixels: int | None = None, *, network_width: int = 32,
+                        memory_budget: int = DEFAULT_MEMORY_BUDGET) -> bool:
+    """Whether an image file (size from its header) is over the whole-image memory budget; False if unreadable
+    (loading it reports why)."""
+    try:
+        with Image.open(path) as probe:
+            width, height = probe.size
+    except Exception:  # noqa: BLE001 - load_image gives the one-line reason later
+        return False
+    if max_pixels is not None and width * height > max_pixels:
+        return False
+    return width * height * network_width * _BYTES_PER_PIXEL_PER_WIDTH > memory_budget
+
+
 def choose_tile(model: TransformerNet, size: tuple[int, int], tile: int | None,
                 memory_budget: int = DEFAULT_MEMORY_BUDGET) -> int:
     """The tile size to use: ``tile`` if given (> 0), else 0 (whole image) when that fits ``memory_budget``."""
@@ -361,14 +377,19 @@ def choose_tile(model: TransformerNet, size: tuple[int, int], tile: int | None,
     return 0 if whole_image_bytes(model, *size) <= memory_budget else DEFAULT_TILE
 
 
+Runner = TransformerNet | Backend | Callable[[torch.Tensor], torch.Tensor]
+"""The bare network, a runtime backend, or any batch stylizer (float [N, 3, H, W] in [0, 1] → same)."""
+
+
 @torch.inference_mode()
-def stylize_whole(model: TransformerNet | Callable[[torch.Tensor], torch.Tensor], image: Image.Image,
-                  controls: Controls | None = None) -> Image.Image:
-    """Stylize an RGB image in one pass with the network or any batch stylizer (e.g. ``Backend.stylize``)."""
+def stylize_whole(model: Runner, image: Image.Image, controls: Controls | None = None) -> Image.Image:
+    """Stylize an RGB image in one pass with the network, a backend (its fast path) or any batch stylizer."""
     controls = controls or Controls()
     original = _u8_to_float(np.asarray(image.convert("RGB")))
     if isinstance(model, TransformerNet):
         out = model(original.to(next(model.parameters()).device)).float().cpu()
+    elif isinstance(model, Backend):
+        out = model.stylize(original)
     else:
         out = model(original)
     out = out.clamp(0, 1)
@@ -377,22 +398,25 @@ def stylize_whole(model: TransformerNet | Callable[[torch.Tensor], torch.Tensor]
     return Image.fromarray(_float_to_u8(out))
 
 
-def stylize_image(model: TransformerNet | Callable[[torch.Tensor], torch.Tensor], image: Image.Image, *,
-                  tile: int | None = None, overlap: int = DEFAULT_OVERLAP, controls: Controls | None = None,
-                  memory_budget: int = DEFAULT_MEMORY_BUDGET, progress: Progress | None = None) -> Image.Image:
+def stylize_image(model: Runner, image: Image.Image, *, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+                  controls: Controls | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                  progress: Progress | None = None) -> Image.Image:
     """Stylize one RGB image, whole or in tiles: the entry point for the CLI and the server.
 
     ``tile`` None or 0 means automatic: the whole image when its estimated memory fits ``memory_budget``, else
-    tiles of :data:`DEFAULT_TILE`; a positive value forces tiles of that size. Tiling needs the PyTorch network;
-    any other stylizer (an ONNX Runtime backend) refuses an explicit ``tile`` and always runs the whole image.
+    tiles of :data:`DEFAULT_TILE`; a positive value forces tiles of that size. Tiles run the PyTorch network in
+    float32 (a torch backend's ``model``; its precision and fused layers serve whole images only). ONNX Runtime
+    and other stylizers refuse an explicit ``tile`` and always run the whole image.
     """
-    if not isinstance(model, TransformerNet):
+    network = model if isinstance(model, TransformerNet) else getattr(model, "model", None)
+    if not isinstance(network, TransformerNet):
         if tile:
-            raise FastNSTError("tiled stylization needs the PyTorch network (ONNX Runtime cannot use whole-image "
-                               "normalisation statistics per tile); use the torch backend or drop --tile")
+            name = getattr(model, "name", "this")
+            raise FastNSTError(f"tiled stylization needs the PyTorch network (the {name} backend cannot use "
+                               "whole-image normalisation statistics per tile); use --backend torch or drop --tile")
         return stylize_whole(model, image, controls)
-    chosen = choose_tile(model, image.size, tile, memory_budget)
+    chosen = choose_tile(network, image.size, tile, memory_budget)
     if not chosen:
         return stylize_whole(model, image, controls)
     options = TileOptions(tile=chosen, overlap=overlap, memory_budget=memory_budget)
-    return stylize_tiled(model, image, options, controls, progress)
+    return stylize_tiled(network, image, options, controls, progress)

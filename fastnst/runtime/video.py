@@ -29,6 +29,7 @@ from ..atomic import atomic_path
 from ..errors import VideoError
 from ..norm_stats import smoothed_stats
 from ..transformer import TransformerNet
+from .base import Backend
 from .color import Controls, apply_controls
 
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi"})
@@ -150,6 +151,41 @@ def model_stylizer(model: TransformerNet, *, smoothing: float = 0.0) -> Iterator
         yield run
 
 
+@contextlib.contextmanager
+def frame_stylizer(runner: TransformerNet | Backend, *, smoothing: float = 0.0) -> Iterator[Stylizer]:
+    """A batch stylizer for one video from the bare network or a runtime backend.
+
+    Flicker reduction (``smoothing`` > 0) works on the norm layers of the PyTorch network, so a backend must
+    carry one (the torch backend's ``model``, whose norm layers its fused network shares); ONNX Runtime
+    sessions cannot, and are refused with a clear message.
+    """
+    if isinstance(runner, TransformerNet):
+        with model_stylizer(runner, smoothing=smoothing) as stylize:
+            yield stylize
+        return
+    if smoothing <= 0:
+        yield runner.stylize
+        return
+    network = getattr(runner, "model", None)
+    if not isinstance(network, TransformerNet):
+        raise VideoError(f"flicker reduction needs the torch backend (the {runner.name} backend cannot change "
+                         "normalisation statistics); use --backend torch or drop --flicker-reduction")
+    with smoothed_stats(network, smoothing):
+        yield runner.stylize
+
+
+def stylize_video_file(runner: TransformerNet | Backend, source: str | os.PathLike[str],
+                       target: str | os.PathLike[str], *, smoothing: float = 0.0, batch_size: int = DEFAULT_BATCH,
+                       controls: Controls | None = None, max_pixels: int | None = None,
+                       progress: Callable[[int], None] | None = None) -> Path:
+    """:func:`stylize_video` with a stylizer made by :func:`frame_stylizer` (what ``fastnst stylize`` runs)."""
+    if not 0.0 <= smoothing < 1.0:
+        raise VideoError(f"flicker reduction must be between 0 (off) and 1 (exclusive), got {smoothing}")
+    with frame_stylizer(runner, smoothing=smoothing) as stylize:
+        return stylize_video(source, target, stylize, batch_size=batch_size, controls=controls,
+                             max_pixels=max_pixels, progress=progress)
+
+
 def _to_batch(frames: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div_(255.0)
 
@@ -192,72 +228,71 @@ def stylize_video(source: str | os.PathLike[str], target: str | os.PathLike[str]
             raise VideoError(f"{src}: frames of {info.width}×{info.height} are too small to encode")
         written = 0
         try:
-            with atomic_path(dst) as tmp:
-                with av.open(str(tmp), mode="w") as writer:
-                    out_video = writer.add_stream(encoder, rate=info.fps, options=options)
-                    out_video.width, out_video.height, out_video.pix_fmt = width, height, "yuv420p"
-                    out_video.time_base = Fraction(1, 1) / info.fps
-                    if encoder == "mpeg4":
-                        out_video.bit_rate = max(1_000_000, int(width * height * info.fps * _MPEG4_BITS_PER_PIXEL))
-                    out_audio = None
-                    copy_audio = in_audio is not None and in_audio.codec_context.name in copyable
-                    if in_audio is not None:
-                        if copy_audio:
-                            out_audio = writer.add_stream_from_template(in_audio)
-                        else:
-                            out_audio = writer.add_stream(audio_encoder, rate=in_audio.codec_context.sample_rate
-                                                          or 48_000)
-                    pending: list[tuple[np.ndarray, int]] = []  # (rgb frame, output pts)
-                    last_pts = -1
+            with atomic_path(dst) as tmp, av.open(str(tmp), mode="w") as writer:
+                out_video = writer.add_stream(encoder, rate=info.fps, options=options)
+                out_video.width, out_video.height, out_video.pix_fmt = width, height, "yuv420p"
+                out_video.time_base = Fraction(1, 1) / info.fps
+                if encoder == "mpeg4":
+                    out_video.bit_rate = max(1_000_000, int(width * height * info.fps * _MPEG4_BITS_PER_PIXEL))
+                out_audio = None
+                copy_audio = in_audio is not None and in_audio.codec_context.name in copyable
+                if in_audio is not None:
+                    if copy_audio:
+                        out_audio = writer.add_stream_from_template(in_audio)
+                    else:
+                        out_audio = writer.add_stream(audio_encoder, rate=in_audio.codec_context.sample_rate
+                                                      or 48_000)
+                pending: list[tuple[np.ndarray, int]] = []  # (rgb frame, output pts)
+                last_pts = -1
 
-                    def flush() -> None:
-                        nonlocal written
-                        if not pending:
-                            return
-                        original = _to_batch([frame for frame, _ in pending])
-                        result = _controlled(stylize(original), original, controls)
-                        pixels = result.clamp(0, 1).mul(255).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-                        for rgb, (_, pts) in zip(pixels, pending):
-                            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-                            frame = frame.reformat(format="yuv420p")
-                            frame.pts = pts
-                            for packet in out_video.encode(frame):
-                                writer.mux(packet)
-                        written += len(pending)
-                        if progress is not None:
-                            progress(len(pending))
-                        pending.clear()
-
-                    streams = [in_video] + ([in_audio] if in_audio is not None else [])
-                    for packet in reader.demux(*streams):  # type: ignore[attr-defined]
-                        if packet.stream is in_video:
-                            for frame in packet.decode():
-                                seconds = frame.time if frame.time is not None else (last_pts + 1) / info.fps
-                                pts = max(last_pts + 1, round(seconds * info.fps))
-                                last_pts = pts
-                                rgb = frame.to_ndarray(format="rgb24")[:height, :width]
-                                pending.append((rgb, pts))
-                                if len(pending) >= batch_size:
-                                    flush()
-                        elif out_audio is not None:
-                            if copy_audio:
-                                if packet.dts is None:  # the demuxer's end-of-stream marker
-                                    continue
-                                packet.stream = out_audio
-                                writer.mux(packet)
-                            else:
-                                for audio_frame in packet.decode():
-                                    audio_frame.pts = None
-                                    for out_packet in out_audio.encode(audio_frame):
-                                        writer.mux(out_packet)
-                    flush()
-                    if written == 0:
-                        raise VideoError(f"{src} holds no decodable video frames")
-                    for packet in out_video.encode(None):
-                        writer.mux(packet)
-                    if out_audio is not None and not copy_audio:
-                        for packet in out_audio.encode(None):
+                def flush() -> None:
+                    nonlocal written
+                    if not pending:
+                        return
+                    original = _to_batch([frame for frame, _ in pending])
+                    result = _controlled(stylize(original), original, controls)
+                    pixels = result.clamp(0, 1).mul(255).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+                    for rgb, (_, pts) in zip(pixels, pending):
+                        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+                        frame = frame.reformat(format="yuv420p")
+                        frame.pts = pts
+                        for packet in out_video.encode(frame):
                             writer.mux(packet)
+                    written += len(pending)
+                    if progress is not None:
+                        progress(len(pending))
+                    pending.clear()
+
+                streams = [in_video] + ([in_audio] if in_audio is not None else [])
+                for packet in reader.demux(*streams):  # type: ignore[attr-defined]
+                    if packet.stream is in_video:
+                        for frame in packet.decode():
+                            seconds = frame.time if frame.time is not None else (last_pts + 1) / info.fps
+                            pts = max(last_pts + 1, round(seconds * info.fps))
+                            last_pts = pts
+                            rgb = frame.to_ndarray(format="rgb24")[:height, :width]
+                            pending.append((rgb, pts))
+                            if len(pending) >= batch_size:
+                                flush()
+                    elif out_audio is not None:
+                        if copy_audio:
+                            if packet.dts is None:  # the demuxer's end-of-stream marker
+                                continue
+                            packet.stream = out_audio
+                            writer.mux(packet)
+                        else:
+                            for audio_frame in packet.decode():
+                                audio_frame.pts = None
+                                for out_packet in out_audio.encode(audio_frame):
+                                    writer.mux(out_packet)
+                flush()
+                if written == 0:
+                    raise VideoError(f"{src} holds no decodable video frames")
+                for packet in out_video.encode(None):
+                    writer.mux(packet)
+                if out_audio is not None and not copy_audio:
+                    for packet in out_audio.encode(None):
+                        writer.mux(packet)
         except av.FFmpegError as exc:
             where = f" after {written} frames" if written else ""
             raise VideoError(f"{src} could not be stylized{where}: {_reason(exc)}") from None
