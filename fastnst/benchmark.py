@@ -70,9 +70,24 @@ class Result:
 
 def run_benchmark(*, model: str = "starry_night", backends: list[str] | None = None,
                   precisions: list[str] | None = None, sizes: list[str] | None = None, device: str = "auto",
-                  warmup: int = 2, repeats: int = 5, max_seconds: float = 30.0,
-                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Time every case at every size; returns the report (machine, settings, results, skipped)."""
+                  warmup: int = 2, repeats: int = 5, max_seconds: float = 30.0, threads: int | None = None,
+                  clock: str = "wall", progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Time every case at every size; returns the report (machine, settings, results, skipped).
+
+    ``threads`` sets PyTorch's and ONNX Runtime's thread counts for every case, the reference included (None:
+    their defaults). ``clock="cpu"`` times with the process's CPU time instead of the wall clock: on a machine
+    shared with other jobs that measures the work itself, unaffected by waiting for a core. It needs
+    ``threads=1`` (with more threads, CPU time also counts threads spinning while they wait for each other).
+    """
+    if clock not in ("wall", "cpu"):
+        raise FastNSTError(f"unknown clock {clock!r}; choose wall or cpu")
+    if clock == "cpu" and threads != 1:
+        raise FastNSTError("the cpu clock needs --threads 1 (CPU time of several threads counts their spinning)")
+    if threads is not None:
+        if threads < 1:
+            raise FastNSTError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    timer = time.process_time if clock == "cpu" else time.perf_counter
     from .model_io import find_model, load_model
     from .runtime.torch_backend import resolve_device
 
@@ -90,7 +105,7 @@ def run_benchmark(*, model: str = "starry_night", backends: list[str] | None = N
         requested_sizes = [s for s in requested_sizes if s != "4k"]
         skipped.append({"size": "4k", "case": "all", "reason": "4K is not run on CPUs by default (the reference "
                         "needs ≈8 GB and tens of seconds per image); name it in --sizes to run it"})
-    cases = _cases(weights, backends or ["torch", "onnxruntime"], precisions, target, skipped, say)
+    cases = _cases(weights, backends or ["torch", "onnxruntime"], precisions, target, skipped, say, threads)
     reference = Case("reference", "fp32", runner=reference_net)
     start_load = os.getloadavg() if hasattr(os, "getloadavg") else None
     results: list[Result] = []
@@ -124,9 +139,9 @@ def run_benchmark(*, model: str = "starry_night", backends: list[str] | None = N
         times: dict[int, list[float]] = {i: [] for i in calls}
         for _ in range(repeats):
             for index, call in calls.items():  # interleaved: contention hits all cases alike
-                began = time.perf_counter()
+                began = timer()
                 call()
-                times[index].append(time.perf_counter() - began)
+                times[index].append(timer() - began)
         ref_median = statistics.median(times[0])
         for index in calls:
             case = active[index]
@@ -148,9 +163,10 @@ def run_benchmark(*, model: str = "starry_night", backends: list[str] | None = N
         "model": info.name,
         "machine": _machine(target),
         "settings": {"warmup": warmup, "repeats": repeats, "batch": 1, "torch_threads": torch.get_num_threads(),
-                     "onnxruntime_threads": os.cpu_count(), "input": "a real photo (samples/) resized to each size",
-                     "timing": "wall clock per call, CPU tensor in → CPU tensor out; reference and cases "
-                               "interleaved in every repeat"},
+                     "onnxruntime_threads": threads or os.cpu_count(), "clock": clock,
+                     "input": "a real photo (samples/) resized to each size",
+                     "timing": f"{'process CPU time' if clock == 'cpu' else 'wall clock'} per call, CPU tensor in → "
+                               "CPU tensor out; reference and cases interleaved in every repeat"},
         "reference": "TransformerNet fp32, eager PyTorch, NCHW, torch.no_grad(), default settings "
                      "(the pytorch/examples fast_neural_style way)",
         "load_average": {"start": start_load, "end": os.getloadavg() if hasattr(os, "getloadavg") else None},
@@ -160,7 +176,7 @@ def run_benchmark(*, model: str = "starry_night", backends: list[str] | None = N
 
 
 def _cases(weights: Path, backends: list[str], precisions: list[str] | None, target: torch.device,
-           skipped: list[dict[str, str]], say: Callable[[str], None]) -> list[Case]:
+           skipped: list[dict[str, str]], say: Callable[[str], None], threads: int | None) -> list[Case]:
     """Every (backend, provider, precision) to time that this machine can run."""
     from .export import ONNX_FILES
     from .model_io import load_model
@@ -197,7 +213,7 @@ def _cases(weights: Path, backends: list[str], precisions: list[str] | None, tar
                     continue
                 try:
                     runner = OnnxBackend(source, precision=precision, provider=provider,
-                                         device="cuda" if gpu else "cpu")
+                                         device="cuda" if gpu else "cpu", threads=threads)
                 except FastNSTError as exc:
                     skipped.append({"size": "all", "case": f"onnxruntime/{provider} {precision}", "reason": str(exc)})
                     say(f"skip onnxruntime/{provider} {precision}: {exc}")
@@ -331,7 +347,10 @@ def format_table(report: dict[str, Any]) -> str:
     """The results as a Markdown table (what the README and the issue show)."""
     machine = report["machine"]
     where = machine["gpu"]["name"] if machine.get("gpu") else f"{machine['cpu']} ({machine['cpu_count']} cores)"
-    lines = [f"{report['model']} on {where}; reference: {report['reference']}", "",
+    settings = report["settings"]
+    lines = [f"{report['model']} on {where}; {settings['clock']} clock, threads: torch {settings['torch_threads']}, "
+             f"onnxruntime {settings['onnxruntime_threads']}; load average {report['load_average']['start']}; "
+             f"reference: {report['reference']}", "",
              "| size | backend | device | precision | median ms | min ms | images/s | × reference | PSNR dB |"
              + (" device ms | device fps |" if machine.get("gpu") else ""),
              "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if machine.get("gpu") else "")]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import os
 import tempfile
@@ -101,8 +102,9 @@ def quantize_int8(proto: Any, calibration_photos: Sequence[str | os.PathLike[str
         source, target = Path(tmp) / "model.fp32.onnx", Path(tmp) / "model.int8.onnx"
         onnx.save_model(proto, str(source))  # a path, not the proto: quantize_static modifies a proto in place
         try:
-            # The calibrator reports progress with print(); the library stays quiet.
-            with contextlib.redirect_stdout(io.StringIO()):
+            # The calibrator reports progress with print() and advice about optional pre-processing through the
+            # root logger; the library stays quiet (errors still pass).
+            with contextlib.redirect_stdout(io.StringIO()), _root_logger_silenced():
                 quantize_static(source, target, Photos(), quant_format=QuantFormat.QDQ, per_channel=True,
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                                 calibrate_method=CalibrationMethod.Percentile, op_types_to_quantize=["Conv"],
@@ -110,6 +112,20 @@ def quantize_int8(proto: Any, calibration_photos: Sequence[str | os.PathLike[str
         except (OSError, ValueError, RuntimeError) as exc:
             raise ExportError(f"int8 quantization failed: {str(exc).splitlines()[0]}") from None
         return onnx.load_model(str(target))
+
+
+@contextlib.contextmanager
+def _root_logger_silenced() -> Iterator[None]:
+    root = logging.getLogger()
+
+    def drop(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
 
 
 def psnr_report(reference: bytes | str, candidate: bytes | str, photos: Sequence[str | os.PathLike[str]], *,

@@ -190,6 +190,24 @@ def test_selection_auto_explicit_and_errors(tmp_path: Path) -> None:
         load_backend(bare, backend="onnxruntime", device="cpu")
     with pytest.raises(BackendError, match="unknown backend 'tensorflow'; choose one of auto, torch, onnxruntime"):
         load_backend(bare, backend="tensorflow")
+    with pytest.raises(BackendError, match="bf16 runs on the torch backend only"):
+        load_backend(tiny.folder, backend="onnxruntime", precision="bf16", device="cpu")
+
+
+@onnx_available
+def test_an_int8_onnx_file_runs_in_its_own_precision(tmp_path: Path) -> None:
+    from fastnst.export import export_onnx
+    from fastnst.runtime.select import load_backend
+    from onnx_helpers import patched_trace, tiny_export
+
+    tiny = tiny_export()
+    target = tmp_path / "model.int8.onnx"
+    with patched_trace(tiny.proto, tiny.shuffle_proto):
+        export_onnx(tiny.model, tiny.info, target, precision="int8", calibration_photos=tiny.photos[:3],
+                    evaluation_photos=tiny.photos[3:], min_psnr=0)
+    backend, _ = load_backend(target, device="cpu")  # precision auto: the file's
+    assert (backend.name, backend.precision) == ("onnxruntime", "int8")
+    assert backend.stylize(torch.rand(1, 3, 30, 41)).shape == (1, 3, 30, 41)
 
 
 @onnx_available

@@ -10,7 +10,6 @@ from pathlib import Path
 from ..errors import FastNSTError
 
 SIZE_NAMES = ("256", "512", "1080p", "4k")  # keys of fastnst.benchmark.SIZES (not imported: it needs torch)
-QUICK_SIZES = ["512", "1080p"]
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -29,8 +28,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per case and size [default: 5]")
     parser.add_argument("--max-seconds", type=float, default=30.0,
                         help="skip a case at a size when one run takes longer [default: 30]")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for PyTorch and ONNX Runtime in every case, reference included [default: theirs]")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: time with process CPU time (needs --threads 1), which a machine shared with other "
+                             "jobs does not inflate [default: wall]")
     parser.add_argument("--quick", action="store_true",
-                        help=f"sizes {' and '.join(QUICK_SIZES)} only, 1 warm-up, 3 repeats")
+                        help="only the goals' cases (GPU: 1080p fp16; CPU: 512² fp32 and int8), 1 warm-up, 3 repeats")
     parser.add_argument("-o", "--output", help="results JSON [default: benchmarks/results/<host>.json]")
     parser.set_defaults(handler=run)
 
@@ -40,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
     from ..benchmark import format_table, run_benchmark
 
     if args.quick:
-        args.sizes = args.sizes or QUICK_SIZES
+        import torch
+
+        gpu = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+        # The goals' cases only: 1080p fp16 on GPUs (each TensorRT precision costs an engine build), 512² on CPUs.
+        args.sizes = args.sizes or (["1080p"] if gpu else ["512"])
+        args.precisions = args.precisions or (["fp16"] if gpu else ["fp32", "int8"])
         args.warmup, args.repeats = min(args.warmup, 1), min(args.repeats, 3)
     if args.repeats < 1 or args.warmup < 0:
         raise FastNSTError("--repeats must be at least 1 and --warmup at least 0")
@@ -50,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     report = run_benchmark(model=args.model, backends=args.backends, precisions=args.precisions, sizes=args.sizes,
                            device=args.device, warmup=args.warmup, repeats=args.repeats,
-                           max_seconds=args.max_seconds, progress=None if args.quiet else progress)
+                           max_seconds=args.max_seconds, threads=args.threads, clock=args.clock,
+                           progress=None if args.quiet else progress)
     output = Path(args.output or Path("benchmarks") / "results" / f"{report['machine']['host']}.json")
     atomic_write_text(output, json.dumps(report, indent=2) + "\n")
     if not args.quiet:

@@ -3,7 +3,7 @@
 ``auto`` picks the fastest backend that can run the request: ONNX Runtime when it is installed and the model has
 an ONNX export of that precision (on the 2-core CPU its fp32 is about twice the plain PyTorch reference and its
 int8 about three times, see benchmarks/; on GPUs it adds TensorRT), otherwise PyTorch. Precision ``auto`` is
-fp32 on CPUs (exact) and fp16 on GPUs.
+fp32 on CPUs (exact) and fp16 on GPUs; an ``.onnx`` file given directly runs in its own precision.
 """
 
 from __future__ import annotations
@@ -47,14 +47,16 @@ def load_backend(model: str | os.PathLike[str], *, backend: str = "auto", precis
         raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
         raise BackendError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if backend == "onnxruntime" and precision == "bf16":
+        raise BackendError("bf16 runs on the torch backend only; ONNX Runtime runs fp32, fp16 and int8")
     target = resolve_device(device)  # refuses cuda without a GPU, for both backends
-    if precision == "auto":
-        precision = default_precision(target)
-
     if str(model).endswith(".onnx"):
         if backend == "torch":
             raise BackendError(f"{model} is an ONNX file; the torch backend needs the model's .safetensors")
+        # An ONNX file runs in its own precision unless one is asked for.
         return _onnx(Path(model), None if precision == "auto" else precision, device, threads)
+    if precision == "auto":
+        precision = default_precision(target)
 
     weights = find_model(model)
     exported = onnx_file(weights.parent, precision)
