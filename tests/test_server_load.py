@@ -57,6 +57,14 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def in_flight(url: str) -> float:
+    """The server's own count of admitted, unanswered stylize requests (from /metrics)."""
+    for line in httpx.get(f"{url}/metrics", timeout=CLIENT_TIMEOUT).text.splitlines():
+        if line.startswith("fastnst_stylize_in_flight "):
+            return float(line.split()[1])
+    raise AssertionError("fastnst_stylize_in_flight missing from /metrics")
+
+
 def photo(size: tuple[int, int] = (32, 32)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, (120, 40, 200)).save(buffer, format="PNG")
@@ -136,7 +144,7 @@ def test_request_timeout_is_504_and_the_server_recovers(models_dir: Path) -> Non
 
 def test_graceful_shutdown_finishes_requests_in_flight(models_dir: Path) -> None:
     settings = ServerSettings(models=str(models_dir), background_load=False, warmup=False, max_batch=4)
-    app = create_app(settings, backend_factory=slow_factory(0.6, []))
+    app = create_app(settings, backend_factory=slow_factory(2.0, []))
     server = BackgroundServer(app).__enter__()
     results: list[int] = []
 
@@ -147,7 +155,10 @@ def test_graceful_shutdown_finishes_requests_in_flight(models_dir: Path) -> None
     threads = [threading.Thread(target=client) for _ in range(3)]
     for thread in threads:
         thread.start()
-    time.sleep(0.3)  # all three are in flight
+    deadline = time.monotonic() + 30
+    while in_flight(server.url) < 3:  # all three admitted (a slow machine may take a while to send them)
+        assert time.monotonic() < deadline, "the three requests never got in flight"
+        time.sleep(0.05)
     server.stop()  # what SIGTERM does
     for thread in threads:
         thread.join(20)
