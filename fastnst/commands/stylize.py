@@ -45,18 +45,18 @@ def _register_controls(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preserve-color", choices=PRESERVE_COLOR, default="none",
                         help="keep the original's colours: luminance = stylized luma with the photo's chroma, "
                              "histogram = match each colour channel's histogram [default: none]")
-    parser.add_argument("--flicker-reduction", type=float, nargs="?", const=0.9, default=0.0, metavar="M",
-                        help="videos: smooth normalisation statistics over frames (moving average weight M, 0.9 "
-                             "if given alone) [default: off]")
+    parser.add_argument("--flicker-reduction", type=float, nargs="?", const=0.8, default=0.0, metavar="M",
+                        help="videos: carry the previous stylized frame over where the input did not move, with "
+                             "weight M (0.8 if given alone) [default: off]")
     parser.add_argument("--batch-size", type=int, default=4, help="videos: frames per batch [default: 4]")
 
 
 def _needs_torch(args: argparse.Namespace, jobs: list, max_pixels: int) -> bool:
-    """True when the options, or an image too large to stylize whole, need tiles or statistics control."""
+    """True when tiles are asked for, or an image is too large to stylize whole (tiles need the torch network)."""
     from ..runtime.tiling import too_large_for_whole
     from ..runtime.video import is_video
 
-    if args.tile > 0 or args.flicker_reduction > 0:
+    if args.tile > 0:
         return True
     return any(not is_video(job.source) and too_large_for_whole(job.source, max_pixels) for job in jobs)
 
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = plan_jobs(args.inputs, args.output, args.out_format)  # validate everything before loading the model
     backend = args.backend
     if backend == "auto" and _needs_torch(args, jobs, max_pixels):
-        backend = "torch"  # tiles and flicker reduction need the PyTorch network's norm layers
+        backend = "torch"  # tiles need the PyTorch network's norm layers
     model, _info = load_backend(args.model, backend=backend, precision=args.precision, device=device)
     failures = 0
     show_bar = len(jobs) > 1 and not args.quiet
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
                 frames = probe_video(job.source).frames
                 with tqdm(total=frames, desc=job.source.name, unit="frame", disable=args.quiet, leave=False,
                           dynamic_ncols=True) as bar:
-                    stylize_video_file(model, job.source, job.target, smoothing=args.flicker_reduction,
+                    stylize_video_file(model, job.source, job.target, flicker=args.flicker_reduction,
                                        batch_size=args.batch_size, controls=controls, max_pixels=max_pixels,
                                        progress=bar.update)
             else:

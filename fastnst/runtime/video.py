@@ -7,10 +7,12 @@ rate). Output codecs: H.264 (yuv420p, CRF 18) in .mp4/.mov/.mkv, VP9 + Opus in .
 yuv420p needs even sides, so an odd last row or column is dropped. The output is written to a temporary file
 and renamed at the end: a corrupt input, an unsupported codec or Ctrl-C leave no partial file behind.
 
-Flicker: with instance norm, each frame is normalised by its own statistics, which shift with content and noise
-and make the whole picture pulse. :func:`model_stylizer` can smooth the statistics over frames with an
-exponential moving average (:func:`fastnst.norm_stats.smoothed_stats`); :func:`flicker_ratio` measures the
-effect (``benchmarks/flicker.py``).
+Flicker: a feed-forward style network redraws its texture in every frame, so sensor noise and small motions
+make the strokes shimmer. :class:`TemporalBlend` (``--flicker-reduction``) carries the previous output over
+where the input did not change, per pixel, and takes the new one where it did (no ghosting on motion); see
+``benchmarks/flicker.py`` for the measured :func:`flicker_ratio`. Smoothing the instance-norm statistics over
+frames (:func:`model_stylizer` ``smoothing``, :func:`fastnst.norm_stats.smoothed_stats`) was measured too and
+changes it by a few per cent only: the statistics are not what flickers.
 """
 
 from __future__ import annotations
@@ -169,21 +171,57 @@ def frame_stylizer(runner: TransformerNet | Backend, *, smoothing: float = 0.0) 
     network = getattr(runner, "model", None)
     if not isinstance(network, TransformerNet):
         raise VideoError(f"flicker reduction needs the torch backend (the {runner.name} backend cannot change "
-                         "normalisation statistics); use --backend torch or drop --flicker-reduction")
+                         "normalisation statistics); use the torch backend or no statistics smoothing")
     with smoothed_stats(network, smoothing):
         yield runner.stylize
 
 
 def stylize_video_file(runner: TransformerNet | Backend, source: str | os.PathLike[str],
-                       target: str | os.PathLike[str], *, smoothing: float = 0.0, batch_size: int = DEFAULT_BATCH,
-                       controls: Controls | None = None, max_pixels: int | None = None,
-                       progress: Callable[[int], None] | None = None) -> Path:
-    """:func:`stylize_video` with a stylizer made by :func:`frame_stylizer` (what ``fastnst stylize`` runs)."""
+                       target: str | os.PathLike[str], *, flicker: float = 0.0, smoothing: float = 0.0,
+                       batch_size: int = DEFAULT_BATCH, controls: Controls | None = None,
+                       max_pixels: int | None = None, progress: Callable[[int], None] | None = None) -> Path:
+    """:func:`stylize_video` with a stylizer made by :func:`frame_stylizer` (what ``fastnst stylize`` runs).
+
+    ``flicker``: :class:`TemporalBlend` strength, any backend; ``smoothing``: statistics smoothing, torch only.
+    """
     if not 0.0 <= smoothing < 1.0:
-        raise VideoError(f"flicker reduction must be between 0 (off) and 1 (exclusive), got {smoothing}")
+        raise VideoError(f"statistics smoothing must be between 0 (off) and 1 (exclusive), got {smoothing}")
+    TemporalBlend(flicker)  # validate before any decoding
     with frame_stylizer(runner, smoothing=smoothing) as stylize:
-        return stylize_video(source, target, stylize, batch_size=batch_size, controls=controls,
+        return stylize_video(source, target, stylize, batch_size=batch_size, controls=controls, flicker=flicker,
                              max_pixels=max_pixels, progress=progress)
+
+
+MOTION_SCALE = 0.05  # input change (mean over RGB, 0..1) at which carrying the old output over fades to e^-1
+
+
+class TemporalBlend:
+    """Per-pixel blend of each stylized frame with the previous result, gated by how much the input changed.
+
+    ``out[t] = new[t] + w · (out[t-1] - new[t])`` with ``w = strength · exp(-(|in[t] - in[t-1]| / s)²)``: static
+    pixels (changes at the level of sensor noise) keep most of the previous stylization, moving ones take the new
+    one. Call it on consecutive batches of one video, in order.
+    """
+
+    def __init__(self, strength: float, motion_scale: float = MOTION_SCALE) -> None:
+        if not 0.0 <= strength < 1.0:
+            raise VideoError(f"flicker reduction must be between 0 (off) and 1 (exclusive), got {strength}")
+        self.strength = strength
+        self.motion_scale = motion_scale
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None  # (input, output) of the previous frame
+
+    def __call__(self, inputs: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+        if self.strength == 0.0:
+            return outputs
+        blended = []
+        for frame_in, frame_out in zip(inputs, outputs):
+            if self._last is not None:
+                change = (frame_in - self._last[0]).abs().mean(dim=0, keepdim=True)  # [1, H, W]
+                weight = self.strength * torch.exp(-((change / self.motion_scale) ** 2))
+                frame_out = frame_out + weight * (self._last[1] - frame_out)
+            self._last = (frame_in, frame_out)
+            blended.append(frame_out)
+        return torch.stack(blended)
 
 
 def _to_batch(frames: list[np.ndarray]) -> torch.Tensor:
@@ -199,12 +237,13 @@ def _controlled(stylized: torch.Tensor, original: torch.Tensor, controls: Contro
 
 
 def stylize_video(source: str | os.PathLike[str], target: str | os.PathLike[str], stylize: Stylizer, *,
-                  batch_size: int = DEFAULT_BATCH, controls: Controls | None = None,
+                  batch_size: int = DEFAULT_BATCH, controls: Controls | None = None, flicker: float = 0.0,
                   max_pixels: int | None = None, progress: Callable[[int], None] | None = None) -> Path:
     """Stylize every frame of ``source`` into ``target`` (container from its extension); returns ``target``.
 
-    ``stylize`` gets batches of up to ``batch_size`` consecutive frames; ``progress`` is called with the number
-    of frames just written. ``max_pixels`` caps the frame size (width × height).
+    ``stylize`` gets batches of up to ``batch_size`` consecutive frames; ``flicker`` is the
+    :class:`TemporalBlend` strength (0 = off); ``progress`` is called with the number of frames just written.
+    ``max_pixels`` caps the frame size (width × height).
     """
     av = _av()
     src, dst = Path(source), Path(target)
@@ -212,6 +251,7 @@ def stylize_video(source: str | os.PathLike[str], target: str | os.PathLike[str]
     if batch_size < 1:
         raise VideoError(f"batch size must be at least 1, got {batch_size}")
     controls = controls or Controls()
+    temporal = TemporalBlend(flicker)
     encoder, options, copyable, audio_encoder = _ENCODING[dst.suffix.lower()]
     with _open_input(src) as reader:
         info = _info(src, reader)
@@ -250,7 +290,7 @@ def stylize_video(source: str | os.PathLike[str], target: str | os.PathLike[str]
                     if not pending:
                         return
                     original = _to_batch([frame for frame, _ in pending])
-                    result = _controlled(stylize(original), original, controls)
+                    result = _controlled(temporal(original, stylize(original)), original, controls)
                     pixels = result.clamp(0, 1).mul(255).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
                     for rgb, (_, pts) in zip(pixels, pending):
                         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
