@@ -258,3 +258,19 @@ def test_bench_writes_results_with_reference_and_ratios(tmp_path: Path) -> None:
 
 def test_backend_errors_are_fastnst_errors() -> None:
     assert issubclass(BackendError, FastNSTError)
+
+
+@onnx_available
+def test_bench_cli_quick_and_cpu_clock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from onnx_helpers import tiny_export
+
+    tiny = tiny_export()
+    out = tmp_path / "bench.json"
+    assert main(["bench", "-m", str(tiny.folder), "--quick", "--threads", "1", "--clock", "cpu", "-o", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["settings"]["clock"] == "cpu" and report["settings"]["repeats"] == 3
+    assert {r["size"] for r in report["results"]} == {"512"}
+    assert any("model.int8.onnx" in s["reason"] for s in report["skipped"])  # the tiny model has no int8 export
+    assert "| 512 | onnxruntime |" in capsys.readouterr().out
+    assert main(["bench", "-m", str(tiny.folder), "--clock", "cpu", "-o", str(out)]) == 1
+    assert "needs --threads 1" in capsys.readouterr().err

@@ -24,7 +24,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--sizes", nargs="+", choices=SIZE_NAMES,
                         help="[default: all; 4k is skipped on CPUs unless named here]")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed runs per case and size [default: 2]")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed runs per case and size, at least 2 (the first may build engines) [default: 2]")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per case and size [default: 5]")
     parser.add_argument("--max-seconds", type=float, default=30.0,
                         help="skip a case at a size when one run takes longer [default: 30]")

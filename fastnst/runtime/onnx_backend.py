@@ -199,10 +199,14 @@ class OnnxBackend:
 
 
 def _fp16_in_memory(path: Path) -> bytes:
-    from ..quantize import convert_fp16
+    """The fp32 file converted to fp16 (what ``fastnst export --precision fp16`` writes, without its check)."""
+    try:
+        import onnx
 
-    import onnx
-
+        from ..quantize import convert_fp16
+    except ImportError as exc:
+        raise BackendError(f"running {path.name} in fp16 needs the onnx package ({exc}) or a model.fp16.onnx "
+                           "from `fastnst export --precision fp16`") from None
     return convert_fp16(onnx.load_model(str(path))).SerializeToString()
 
 

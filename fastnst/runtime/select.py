@@ -1,8 +1,9 @@
 """Pick and build a backend for a model: ``--backend`` / ``--precision`` / ``--device`` in one place.
 
 ``auto`` picks the fastest backend that can run the request: ONNX Runtime when it is installed and the model has
-an ONNX export of that precision (on the 2-core CPU its fp32 is about twice the plain PyTorch reference and its
-int8 about three times, see benchmarks/; on GPUs it adds TensorRT), otherwise PyTorch. Precision ``auto`` is
+an ONNX export of that precision (on the test CPU, 512², its fp32 measured 1.75× the plain PyTorch reference and
+its int8 3.3×, against 1.2× for the torch backend's fp32: benchmarks/results/; on GPUs it adds TensorRT),
+otherwise PyTorch; bf16 only runs on PyTorch. Precision ``auto`` is
 fp32 on CPUs (exact) and fp16 on GPUs; an ``.onnx`` file given directly runs in its own precision.
 """
 
