@@ -174,8 +174,9 @@ def run_benchmark(*, model: str = "starry_night", backends: list[str] | None = N
                      "input": "a real photo (samples/) resized to each size",
                      "timing": f"{'process CPU time' if clock == 'cpu' else 'wall clock'} per call, CPU tensor in → "
                                "CPU tensor out; reference and cases interleaved in every repeat"},
-        "reference": "TransformerNet fp32, eager PyTorch, NCHW, torch.no_grad(), default settings "
-                     "(the pytorch/examples fast_neural_style way)",
+        "reference": "TransformerNet fp32, eager PyTorch, NCHW, torch.no_grad(), default settings"
+                     + (f" except {threads} thread(s)" if threads else "")
+                     + " (the pytorch/examples fast_neural_style way)",
         "load_average": {"start": start_load, "end": os.getloadavg() if hasattr(os, "getloadavg") else None},
         "results": [asdict(r) for r in results],
         "skipped": skipped,

@@ -48,8 +48,8 @@ def session_options(threads: int | None = None) -> Any:
     """Session options tuned for this network (a chain of large convolutions, one image at a time)."""
     ort = _ort()
     options = ort.SessionOptions()
-    # ENABLE_ALL adds the NCHWc layout transformer on CPUs (blocked convolutions, Conv+ReLU fusion): measured
-    # 1.2–1.4× faster than the default level on the 2-core test machine.
+    # ENABLE_ALL (ONNX Runtime's default in Python, set explicitly) adds the NCHWc layout transformer on CPUs:
+    # blocked convolutions with fused ReLU, measured 10 % faster than ENABLE_EXTENDED at 512² on the test CPU.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # a chain: no branches to run in parallel
     options.intra_op_num_threads = threads or (os.cpu_count() or 1)  # every core works on each conv
