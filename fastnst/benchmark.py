@@ -9,7 +9,6 @@ compared with the reference's (PSNR), so a fast but wrong configuration shows up
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -21,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from . import __version__
@@ -356,9 +354,10 @@ def format_table(report: dict[str, Any]) -> str:
     machine = report["machine"]
     where = machine["gpu"]["name"] if machine.get("gpu") else f"{machine['cpu']} ({machine['cpu_count']} cores)"
     settings = report["settings"]
-    lines = [f"{report['model']} on {where}; {settings['clock']} clock, threads: torch {settings['torch_threads']}, "
+    title = (f"{report['model']} on {where}; {settings['clock']} clock, threads: torch {settings['torch_threads']}, "
              f"onnxruntime {settings['onnxruntime_threads']}; load average {report['load_average']['start']}; "
-             f"reference: {report['reference']}", "",
+             f"reference: {report['reference']}")
+    lines = [title, "",
              "| size | backend | device | precision | median ms | min ms | images/s | × reference | PSNR dB |"
              + (" device ms | device fps |" if machine.get("gpu") else ""),
              "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if machine.get("gpu") else "")]

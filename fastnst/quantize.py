@@ -80,8 +80,13 @@ def quantize_int8(proto: Any, calibration_photos: Sequence[str | os.PathLike[str
                   max_photos: int = MAX_CALIBRATION_PHOTOS, size: int = CALIBRATION_SIZE) -> Any:
     """Static int8 quantization of an fp32 export (made with ``upsample="shuffle"``), calibrated on photos."""
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     photos = _spread(list(calibration_photos), max_photos)
     if not photos:

@@ -97,8 +97,9 @@ onnx_available = pytest.mark.skipif(
 
 @onnx_available
 def test_onnx_backend_names_the_provider_it_uses(caplog: pytest.LogCaptureFixture) -> None:
-    from fastnst.runtime.onnx_backend import OnnxBackend
     from onnx_helpers import tiny_export
+
+    from fastnst.runtime.onnx_backend import OnnxBackend
 
     tiny = tiny_export()
     with caplog.at_level(logging.INFO, logger="fastnst"):
@@ -149,8 +150,9 @@ def test_onnx_backend_refuses_files_that_are_not_fastnst_models(tmp_path: Path) 
 
 @onnx_available
 def test_onnx_backend_refuses_bad_batches_and_impossible_precisions() -> None:
-    from fastnst.runtime.onnx_backend import OnnxBackend
     from onnx_helpers import tiny_export
+
+    from fastnst.runtime.onnx_backend import OnnxBackend
 
     tiny = tiny_export()
     backend = OnnxBackend(tiny.folder / "model.onnx", device="cpu")
@@ -166,8 +168,9 @@ def test_onnx_backend_refuses_bad_batches_and_impossible_precisions() -> None:
 def test_selection_auto_explicit_and_errors(tmp_path: Path) -> None:
     import shutil
 
-    from fastnst.runtime.select import load_backend
     from onnx_helpers import tiny_export
+
+    from fastnst.runtime.select import load_backend
 
     tiny = tiny_export()
     backend, info = load_backend(tiny.folder, device="cpu")  # has model.onnx → ONNX Runtime
@@ -196,9 +199,10 @@ def test_selection_auto_explicit_and_errors(tmp_path: Path) -> None:
 
 @onnx_available
 def test_an_int8_onnx_file_runs_in_its_own_precision(tmp_path: Path) -> None:
+    from onnx_helpers import patched_trace, tiny_export
+
     from fastnst.export import export_onnx
     from fastnst.runtime.select import load_backend
-    from onnx_helpers import patched_trace, tiny_export
 
     tiny = tiny_export()
     target = tmp_path / "model.int8.onnx"
@@ -239,9 +243,10 @@ def test_stylize_cli_bad_onnx_model_is_one_line_and_writes_nothing(tmp_path: Pat
 
 @onnx_available
 def test_bench_writes_results_with_reference_and_ratios(tmp_path: Path) -> None:
+    from onnx_helpers import tiny_export
+
     from fastnst.benchmark import SIZES, format_table, run_benchmark
     from fastnst.commands.bench import SIZE_NAMES
-    from onnx_helpers import tiny_export
 
     assert tuple(SIZES) == SIZE_NAMES
     tiny = tiny_export()

@@ -13,18 +13,17 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-import onnx  # noqa: E402
+import onnx
+from onnx_helpers import REPO, SAMPLES, patched_trace, tiny_export
 
-from fastnst.cli import main  # noqa: E402
-from fastnst.errors import ExportError  # noqa: E402
-from fastnst.export import (DEFAULT_TOLERANCE, MIN_OPSET, ONNX_FORMAT, export_onnx, read_metadata,  # noqa: E402
-                            verify_against_torch)
-from fastnst.images import image_to_tensor, load_rgb, resize_max_side  # noqa: E402
-from fastnst.model_io import load_model  # noqa: E402
-from fastnst.quantize import psnr  # noqa: E402
-from fastnst.runtime.onnx_backend import OnnxBackend  # noqa: E402
-from fastnst.transformer import TransformerNet, TransformerSpec  # noqa: E402
-from onnx_helpers import REPO, SAMPLES, patched_trace, tiny_export  # noqa: E402
+from fastnst.cli import main
+from fastnst.errors import ExportError
+from fastnst.export import DEFAULT_TOLERANCE, MIN_OPSET, ONNX_FORMAT, export_onnx, read_metadata, verify_against_torch
+from fastnst.images import image_to_tensor, load_rgb, resize_max_side
+from fastnst.model_io import load_model
+from fastnst.quantize import psnr
+from fastnst.runtime.onnx_backend import OnnxBackend
+from fastnst.transformer import TransformerNet, TransformerSpec
 
 SHIPPED = sorted(p.parent for p in (REPO / "models").glob("*/model.onnx"))
 
