@@ -69,11 +69,10 @@ def make_session(model: bytes | str | os.PathLike[str], providers: list[Any] | N
 
 
 def _trt_cache_dir() -> Path:
+    """Where TensorRT engines are cached (created when TensorRT is actually tried)."""
     from ..weights import default_cache_dir
 
-    folder = default_cache_dir() / "tensorrt"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return default_cache_dir() / "tensorrt"
 
 
 def provider_candidates(device: str, precision: str) -> list[tuple[str, dict[str, str]]]:
@@ -163,6 +162,8 @@ class OnnxBackend:
                               if c[0] == provider] or [(provider, {})]
             for name, options in candidates:
                 source: bytes | str = str(self.path)
+                if name == TENSORRT:
+                    _trt_cache_dir().mkdir(parents=True, exist_ok=True)
                 if self.precision == "fp16" and file_precision == "fp32" and name != TENSORRT:
                     if fp16_bytes is None:
                         fp16_bytes = _fp16_in_memory(self.path)
