@@ -34,6 +34,27 @@ RECIPES: dict[str, dict[str, str]] = {
 }
 
 
+# Config fields a recipe pins, so a trained model's recipe can be read back from its model.json.
+_RECIPE_FIELDS = {"--image-size": "image_size", "--batch-size": "batch_size", "--amp": "amp",
+                  "--learning-rate": "learning_rate"}
+
+
+def recipe_of(config: dict) -> str:
+    """Name of the recipe whose settings a run's config (model.json "config") matches, else "custom"."""
+    for name, flags in RECIPES.items():
+        if all(str(config.get(key)) == value or _same_number(config.get(key), value)
+               for flag, key in _RECIPE_FIELDS.items() if (value := flags.get(flag)) is not None):
+            return name
+    return "custom"
+
+
+def _same_number(a: object, b: str) -> bool:
+    try:
+        return float(a) == float(b)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
 def launch(config: Path, steps: int, run_dir: Path, recipe: dict[str, str], extra: list[str], threads: int,
            log_path: Path) -> subprocess.Popen:
     args = [sys.executable, "-m", "fastnst.cli", "-q", "train", "-c", str(config), "--steps", str(steps),

