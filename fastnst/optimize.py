@@ -30,7 +30,8 @@ from .losses import ContentLoss, PerceptualLoss, StyleLoss
 from .optimize_config import OptimizeOptions
 from .vgg import MIN_INPUT_SIDE, VGGFeatures
 
-__all__ = ["OptimizeResult", "Progress", "load_loss_network", "optimize", "optimize_files", "scale_sizes", "transfer_luminance"]
+__all__ = ["OptimizeResult", "Progress", "load_loss_network", "optimize", "optimize_files", "scale_sizes",
+           "transfer_luminance", "use_bf16"]
 
 # BT.601 luma coefficients (the Y of YCbCr / YIQ used by Gatys et al. 2016b for colour preservation).
 _LUMA = (0.299, 0.587, 0.114)
@@ -67,6 +68,8 @@ class OptimizeResult:
     """Per evaluated iteration: scale, iteration, seconds and the loss terms."""
     seconds: float
     device: str
+    precision: str
+    """"bf16" (VGG under bf16 autocast, losses in fp32) or "fp32"."""
     stopped: bool = False
     """True when ``on_progress`` asked to stop early."""
 
@@ -110,8 +113,8 @@ def optimize(
 ) -> OptimizeResult:
     """Stylize ``content`` with the blended style of ``styles`` by optimising its pixels.
 
-    ``on_progress`` is called after every evaluated iteration and may return True to stop early (the current
-    image is returned). With ``options.save_every`` = N, ``on_snapshot`` receives the image every N iterations
+    ``on_progress`` is called after every evaluated iteration and may return True to stop early (the best image
+    of the current scale is returned). With ``options.save_every`` = N, ``on_snapshot`` receives the image every N iterations
     of each scale (colours kept if asked). ``vgg`` reuses a network from :func:`load_loss_network` across
     calls (loading VGG19 takes seconds). Raises ConfigError / ImageError / WeightsError with one line.
     """
@@ -173,7 +176,19 @@ def optimize(
     assert image is not None
     result = _finish(image, content_t, options)
     return OptimizeResult(image=result, losses=losses, history=history, seconds=time.perf_counter() - started,
-                          device=str(device), stopped=stopped)
+                          device=str(device), precision="bf16" if runner.amp else "fp32", stopped=stopped)
+
+
+def use_bf16(amp: str, device: torch.device) -> bool:
+    """Whether VGG runs under bf16 autocast: 'auto' where bf16 is native (on CPUs without AVX512-BF16/AMX it is
+    emulated and slower; fp16 is never used, as Caffe-scale activations and Grams overflow it)."""
+    if amp != "auto":
+        return amp == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    from .train import cpu_has_native_bf16  # the one definition of "native bf16", shared with the trainer
+
+    return cpu_has_native_bf16()
 
 
 def load_loss_network(options: OptimizeOptions) -> VGGFeatures:
@@ -225,7 +240,7 @@ class _Runner:
         self.options = options
         self.device = device
         self.memory_format = memory_format
-        self.amp = options.amp == "bf16"
+        self.amp = use_bf16(options.amp, device)
         self.weights = options.loss_weights
 
     def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:

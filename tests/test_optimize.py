@@ -23,6 +23,7 @@ from fastnst.optimize import (
     optimize_files,
     scale_sizes,
     transfer_luminance,
+    use_bf16,
 )
 from fastnst.optimize_config import DEFAULT_LOSS_WEIGHTS, GATYS_STYLE_LAYERS, OptimizeOptions
 from fastnst.vgg import VGGFeatures
@@ -46,7 +47,7 @@ def test_defaults_follow_gatys() -> None:
     assert options.vgg == "vgg19_caffe"
     assert options.content_layer == "relu4_2"
     assert options.style_layers == GATYS_STYLE_LAYERS == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-    assert options.optimizer == "lbfgs" and options.init == "content"
+    assert options.optimizer == "lbfgs" and options.init == "content" and options.amp == "auto"
     assert options.loss_weights == DEFAULT_LOSS_WEIGHTS["vgg19_caffe"]
     # The torchvision weights see 0..1 inputs, so their default weights differ (activations ~100× smaller).
     assert OptimizeOptions(vgg="vgg16").loss_weights == DEFAULT_LOSS_WEIGHTS["vgg16"]
@@ -121,6 +122,12 @@ def test_transfer_luminance_keeps_content_colours() -> None:
     torch.testing.assert_close((out * luma).sum(1), (styled * luma).sum(1))  # luminance of the result
     # chrominance (differences between channels) of the content
     torch.testing.assert_close(out[:, 0] - out[:, 1], content[:, 0] - content[:, 1])
+
+
+def test_bf16_resolution() -> None:
+    cpu = torch.device("cpu")
+    assert use_bf16("bf16", cpu) and not use_bf16("none", cpu)
+    assert use_bf16("auto", cpu) == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def test_tiny_image_refused_before_loading_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -198,7 +205,10 @@ def _style_distance(vgg: VGGFeatures, image: Image.Image, style: Image.Image, op
 
 def test_content_init_loss_falls(shared_data: Path, caffe_vgg: VGGFeatures) -> None:
     content, style = load_rgb(shared_data / PHOTO), load_rgb(shared_data / STYLE_A)
-    result = optimize(content, [style], OptimizeOptions(sizes=(64,), iterations=(20,)), vgg=caffe_vgg)
+    # fp32 here; the other convergence tests run the default precision (bf16 on CPUs with native bf16).
+    options = OptimizeOptions(sizes=(64,), iterations=(20,), amp="none")
+    result = optimize(content, [style], options, vgg=caffe_vgg)
+    assert result.precision == "fp32"
     first, history = result.history[0], result.history
     assert result.image.size == scale_sizes(content.size, (64,))[0]
     assert first["content"] == 0.0  # starts at the content image

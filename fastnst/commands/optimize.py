@@ -98,5 +98,5 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
     if not args.quiet:
         losses = ", ".join(f"{name} {value:.4g}" for name, value in result.losses.items())
-        print(f"wrote {args.output} in {result.seconds:.1f} s on {result.device} ({losses})")
+        print(f"wrote {args.output} in {result.seconds:.1f} s on {result.device}, {result.precision} ({losses})")
     return 0
