@@ -22,7 +22,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +33,7 @@ from torch import nn
 from torchvision.models import vgg19
 
 from fastnst.images import image_to_tensor, load_rgb
+from fastnst.machine import cpu_details
 from fastnst.optimize import Progress, load_loss_network, optimize
 from fastnst.optimize_config import DEFAULT_LOSS_WEIGHTS, GATYS_STYLE_LAYERS, OptimizeOptions
 from fastnst.vgg import layer_names
@@ -255,20 +255,21 @@ def plot(runs: dict[str, Curve], target: float, marks: dict[str, float | None], 
     ax.set_ylabel("total loss at 512² (best so far)" if "512" in title else "total loss (best so far)")
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+def replot(json_path: Path) -> None:
+    """Draw the first round's curves of a results JSON into the PNG beside it."""
+    info = json.loads(json_path.read_text())
+    title = (f"Gatys at {info['size']}²: time to loss on {info['cpu']}, {info['threads']} threads "
+             f"(torch {info['torch']})\ncontent {info['content']}, style {info['style']}, Caffe VGG19\n"
+             "bf16 curves show the losses computed in bf16; their crossings of the target are checked in fp32")
+    marks = {name: entry["time_to_target_s"][0] for name, entry in info["summary"].items()}
+    curves = {name: [tuple(point) for point in runs[0]] for name, runs in info["curves"].items()}
+    plot(curves, info["target_loss"], marks, json_path.with_suffix(".png"), title)
 
 
 def main() -> None:
@@ -285,7 +286,11 @@ def main() -> None:
     parser.add_argument("--style", default=str(SHARED / "styles" / "van_gogh_starry_night.jpg"))
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "gatys_cpu"))
+    parser.add_argument("--replot", metavar="JSON", help="only redraw the PNG beside a results JSON")
     args = parser.parse_args()
+    if args.replot:
+        replot(Path(args.replot))
+        return
     os.environ.setdefault("FASTNST_VGG_WEIGHTS", str(SHARED / "vgg"))
     torch.set_num_threads(args.threads)
 
@@ -355,7 +360,7 @@ def main() -> None:
     # Both start from the content image, so their first losses must agree: a check that the objectives match.
     first_losses = {name: runs[0][0][0][1] for name, runs in results.items() if name in (reference, variants["fp32"][0])}
     info = {
-        "cpu": _cpu_model(), "threads": args.threads, "torch": torch.__version__, "size": size,
+        "cpu": cpu_details(), "threads": args.threads, "torch": torch.__version__, "size": size,
         "budget_s": args.budget, "rounds": args.rounds, "target_loss": target,
         "target_rule": "given" if args.target else "worst best loss over all runs (every run reaches it)",
         "load_average_1_5_15min_before_after": [load_before, load_after],
@@ -368,11 +373,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(info, indent=1))
-    title = (f"Gatys at {size}²: time to loss on {_cpu_model()}, {args.threads} threads (torch {torch.__version__})\n"
-             f"content {Path(args.content).name}, style {Path(args.style).name}, Caffe VGG19; bf16 curves show "
-             "bf16 losses")
-    marks = {name: entry["time_to_target_s"][0] for name, entry in summary.items()}
-    plot({name: runs[0][0] for name, runs in results.items()}, target, marks, out.with_suffix(".png"), title)
+    replot(out.with_suffix(".json"))
     print(json.dumps({k: v for k, v in info.items() if k != "curves"}, indent=1))
 
 

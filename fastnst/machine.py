@@ -19,6 +19,20 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_details() -> str:
+    """The CPU's name with family/model numbers and native-bf16 support: virtual machines often report only
+    'AMD EPYC', and bf16 support decides which precision a benchmark's fastest row uses."""
+    try:
+        fields: dict[str, str] = {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+        bf16 = ", avx512_bf16" if "avx512_bf16" in fields.get("flags", "").split() else ""
+        return f"{fields['model name']} (family {fields['cpu family']}, model {fields['model']}{bf16})"
+    except (OSError, KeyError):
+        return cpu_model()
+
+
 def device_name(device: torch.device | str) -> str:
     """'NVIDIA H200' for a CUDA device, the CPU model otherwise."""
     device = torch.device(device)

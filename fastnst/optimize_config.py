@@ -11,12 +11,13 @@ import dataclasses
 import itertools
 import math
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from .errors import ConfigError
 from .images import DEFAULT_MAX_PIXELS
 from .losses import LossWeights
+from .typed_config import Schema, option
 from .vgg import MIN_INPUT_SIDE, validate_layers
 from .weights import ARCHITECTURE, WEIGHTS_NAMES, WeightsName
 
@@ -52,48 +53,43 @@ def _per_vgg(term: str) -> str:
     return ", ".join(f"{name} {getattr(weights, term):g}" for name, weights in DEFAULT_LOSS_WEIGHTS.items())
 
 
-def _f(default: Any, help: str) -> Any:
-    """A dataclass field carrying its help text (the CLI reads it)."""
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass(frozen=True)
 class OptimizeOptions:
     """Everything that defines one optimisation besides the images; invalid values raise ConfigError."""
 
     # --- loss network
-    vgg: WeightsName = _f("vgg19_caffe", "loss network weights: vgg19_caffe (Gatys' original Caffe VGG19, "
-                          "the default), vgg19 or vgg16 (torchvision)")
-    vgg_weights: str = _f("", "explicit path to VGG weights (else FASTNST_VGG_WEIGHTS, caches, download)")
-    content_layer: str = _f("relu4_2", "VGG layer of the content loss (Gatys: conv4_2)")
-    style_layers: tuple[str, ...] = _f(GATYS_STYLE_LAYERS, "VGG layers of the style loss")
-    style_layer_weights: tuple[float, ...] = _f((1.0,) * 5, "weight of each style layer, same order")
+    vgg: WeightsName = option("vgg19_caffe", "loss network weights: vgg19_caffe (Gatys' original Caffe VGG19, "
+                              "the default), vgg19 or vgg16 (torchvision)")
+    vgg_weights: str = option("", "explicit path to VGG weights (else FASTNST_VGG_WEIGHTS, caches, download)")
+    content_layer: str = option("relu4_2", "VGG layer of the content loss (Gatys: conv4_2)")
+    style_layers: tuple[str, ...] = option(GATYS_STYLE_LAYERS, "VGG layers of the style loss")
+    style_layer_weights: tuple[float, ...] = option((1.0,) * 5, "weight of each style layer, same order")
     # --- loss weights (None: the default for the chosen VGG, see DEFAULT_LOSS_WEIGHTS)
-    content_weight: float | None = _f(None, f"content loss weight (default per VGG: {_per_vgg('content')})")
-    style_weight: float | None = _f(None, f"style loss weight (default per VGG: {_per_vgg('style')})")
-    tv_weight: float | None = _f(None, f"total-variation weight (default per VGG: {_per_vgg('tv')})")
-    style_blend_weights: tuple[float, ...] = _f((), "one weight per style image, normalised to sum 1 "
+    content_weight: float | None = option(None, f"content loss weight (default per VGG: {_per_vgg('content')})")
+    style_weight: float | None = option(None, f"style loss weight (default per VGG: {_per_vgg('style')})")
+    tv_weight: float | None = option(None, f"total-variation weight (default per VGG: {_per_vgg('tv')})")
+    style_blend_weights: tuple[float, ...] = option((), "one weight per style image, normalised to sum 1 "
                                                     "(default: equal)")
     # --- optimisation
-    optimizer: OptimizerName = _f("lbfgs", "lbfgs (Gatys) or adam")
-    learning_rate: float | None = _f(None, "step size (default: " + ", ".join(
+    optimizer: OptimizerName = option("lbfgs", "lbfgs (Gatys) or adam")
+    learning_rate: float | None = option(None, "step size (default: " + ", ".join(
         f"{rate:g} for {name}" for name, rate in DEFAULT_LEARNING_RATE.items()) + ")")
-    iterations: tuple[int, ...] = _f((500,), "iterations per scale: one number for every scale, or one per scale")
-    sizes: tuple[int, ...] = _f((512,), "longest side of the result at each scale, coarse to fine "
-                                        "(e.g. 256 512 0); 0 = the content image's own size")
-    style_scale: float = _f(1.0, "style image's longest side relative to the content's at each scale")
-    init: InitName = _f("content", "start from the content image, the style image or seeded noise")
-    original_colors: bool = _f(False, "keep the content's colours (luminance-only transfer)")
-    seed: int = _f(0, "seed of the noise initialisation (results are reproducible on one machine)")
+    iterations: tuple[int, ...] = option((500,), "iterations per scale: one number for every scale, or one per scale")
+    sizes: tuple[int, ...] = option((512,), "longest side of the result at each scale, coarse to fine "
+                                    "(e.g. 256 512 0); 0 = the content image's own size")
+    style_scale: float = option(1.0, "style image's longest side relative to the content's at each scale")
+    init: InitName = option("content", "start from the content image, the style image or seeded noise")
+    original_colors: bool = option(False, "keep the content's colours (luminance-only transfer)")
+    seed: int = option(0, "seed of the noise initialisation (results are reproducible on one machine)")
     # --- hardware
-    device: Device = _f("auto", "cpu, cuda or auto (cuda when present)")
-    amp: Amp = _f("auto", "bf16 runs VGG under bf16 autocast, losses stay fp32; auto = bf16 on CPUs with "
-                          "native bf16 (AVX512-BF16/AMX: 1.5-1.8× per iteration at 512²) and on bf16 GPUs")
-    channels_last: bool = _f(True, "channels_last memory format (faster convolutions on CPU and GPU)")
+    device: Device = option("auto", "cpu, cuda or auto (cuda when present)")
+    amp: Amp = option("auto", "bf16 runs VGG under bf16 autocast, losses stay fp32; auto = bf16 on CPUs with "
+                      "native bf16 (AVX512-BF16/AMX: 1.5-1.8× per iteration at 512²) and on bf16 GPUs")
+    channels_last: bool = option(True, "channels_last memory format (faster convolutions on CPU and GPU)")
     # --- outputs
-    save_every: int = _f(0, "also save the image every N iterations beside the output (0 = never)")
-    tensorboard: str = _f("", "write TensorBoard logs (loss terms, images) to this folder ('' = off)")
-    max_pixels: int = _f(DEFAULT_MAX_PIXELS, "refuse input images with more decoded pixels than this")
+    save_every: int = option(0, "also save the image every N iterations beside the output (0 = never)")
+    tensorboard: str = option("", "write TensorBoard logs (loss terms, images) to this folder ('' = off)")
+    max_pixels: int = option(DEFAULT_MAX_PIXELS, "refuse input images with more decoded pixels than this")
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -201,4 +197,5 @@ def _non_negative(name: str, values: tuple[float, ...]) -> list[str]:
     return [f"{name} must be finite numbers ≥ 0, got {', '.join(map(str, bad))}"] if bad else []
 
 
-FIELD_TYPES: dict[str, Any] = typing.get_type_hints(OptimizeOptions)
+SCHEMA = Schema(OptimizeOptions, noun="option")
+FIELD_TYPES: dict[str, Any] = SCHEMA.types

@@ -20,6 +20,7 @@ from .images import (
 )
 from .runtime.base import Backend
 from .runtime.color import Controls
+from .runtime.margin import DEFAULT_MARGIN
 from .runtime.tiling import DEFAULT_OVERLAP, stylize_image
 from .runtime.video import VIDEO_EXTENSIONS, check_video_output, is_video
 from .transformer import TransformerNet
@@ -107,14 +108,16 @@ def stylize_tensor(runner: Runner, image: torch.Tensor) -> torch.Tensor:
 
 def stylize_file(runner: Runner, source: Path, target: Path, *,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, tile: int | None = None,
-                 overlap: int = DEFAULT_OVERLAP, controls: Controls | None = None) -> Path:
+                 overlap: int = DEFAULT_OVERLAP, controls: Controls | None = None,
+                 margin: int = DEFAULT_MARGIN) -> Path:
     """Stylize one file; transparency is carried over where the output format supports it.
 
-    ``tile``/``overlap``/``controls``: see :func:`fastnst.runtime.tiling.stylize_image` (None/0 = the whole image
-    when it fits the memory budget, else exact tiles).
+    ``tile``/``overlap``/``controls``/``margin``: see :func:`fastnst.runtime.tiling.stylize_image` (tile None/0 =
+    the whole image when it fits the memory budget, else exact tiles).
     """
     loaded = load_image(source, max_pixels=max_pixels)
-    result: Image.Image = stylize_image(runner, loaded.rgb, tile=tile, overlap=overlap, controls=controls)
+    result: Image.Image = stylize_image(runner, loaded.rgb, tile=tile, overlap=overlap, controls=controls,
+                                        margin=margin)
     return save_image(result, target, alpha=loaded.alpha)
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import tomllib
 import types
 import typing
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
+
+import tomllib
 
 from .errors import ConfigError
 
@@ -85,25 +87,42 @@ class Schema:
                               f"{type(value).__name__} {value!r}")
         return converted
 
-    def add_flags(self, parser: argparse.ArgumentParser, title: str) -> None:
-        """One ``--flag`` per field, typed from its annotation, default None so only given flags override."""
+    def add_flags(self, parser: argparse.ArgumentParser, title: str,
+                  flag_names: Mapping[str, str] | None = None) -> None:
+        """One ``--flag`` per field, typed from its annotation, default None so only given flags override.
+
+        List fields take space- or comma-separated values (``--sizes 256 512`` or ``--sizes 256,512``); lists
+        of paths split at spaces only.
+        ``flag_names`` renames a field's flag where the field name reads badly on the command line.
+        """
         group = parser.add_argument_group(title)
         for item in self.fields:
             annotation = self.types[item.name]
-            shown = "(hidden)" if item.metadata.get("secret") else repr(item.default)
-            kwargs: dict[str, Any] = {"dest": item.name, "default": None,
-                                      "help": f"{item.metadata.get('help', '')} [default: {shown}]"}
+            default = item.default
+            if item.metadata.get("secret"):
+                shown = "(hidden)"
+            else:
+                shown = ",".join(map(str, default)) if isinstance(default, tuple) else repr(default)
+            help_text = item.metadata.get("help", "")
+            if default not in (None, (), ""):  # an empty default is explained by the help text
+                help_text += f" [default: {shown}]"
+            kwargs: dict[str, Any] = {"dest": item.name, "default": None, "help": help_text}
             origin = get_origin(annotation)
+            if origin in (types.UnionType, typing.Union):  # `float | None`: the flag gives the value
+                annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
+                origin = get_origin(annotation)
             if annotation is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
             elif origin is Literal:
                 kwargs["choices"] = list(get_args(annotation))
             elif origin is tuple:
                 kwargs["nargs"] = "*"
-                kwargs["type"] = get_args(annotation)[0]
+                kwargs["type"] = _comma_list(get_args(annotation)[0], split=item.name not in self.path_fields)
+                kwargs["metavar"] = "VALUE"
             else:
                 kwargs["type"] = annotation
-            group.add_argument("--" + item.name.replace("_", "-"), **kwargs)
+            flag = (flag_names or {}).get(item.name, "--" + item.name.replace("_", "-"))
+            group.add_argument(flag, **kwargs)
 
     def overrides_from(self, args: argparse.Namespace) -> dict[str, Any]:
         """The flags a user actually gave, as field values."""
@@ -111,8 +130,25 @@ class Schema:
         for item in self.fields:
             value = getattr(args, item.name, None)
             if value is not None:
-                given[item.name] = tuple(value) if isinstance(value, list) else value
+                # A list flag arrives as one tuple per space-separated word (each split at commas).
+                given[item.name] = tuple(v for part in value for v in part) if isinstance(value, list) else value
         return given
+
+
+def _comma_list(kind: type, split: bool = True) -> Callable[[str], tuple[Any, ...]]:
+    """argparse type for one word of a list flag: ``256,512`` → (256, 512); argparse names the flag on a bad
+    value."""
+
+    def parse(text: str) -> tuple[Any, ...]:
+        if not split:  # paths: a comma may belong to a file name
+            return (text,)
+        try:
+            return tuple(kind(item.strip()) for item in text.split(",") if item.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__} values, got {text!r}") from None
+
+    parse.__name__ = f"{kind.__name__} list"
+    return parse
 
 
 def read_toml(path: str | os.PathLike[str], what: str = "config file") -> dict[str, Any]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -34,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from train_zoo import recipe_of  # scripts/ is on sys.path when this file is run
 
+from fastnst.machine import cpu_model
 from fastnst.model_io import load_model
 from fastnst.quality import (
     BORDER_BAND_FRACTION,
@@ -55,16 +55,6 @@ from fastnst.quality import (
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FASTNST_SHARED_DATA", REPO.parent / "shared" / "data"))
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def artifact_dict(report: ArtifactReport) -> dict:
@@ -167,7 +157,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
               f"{entry['seconds']} s", flush=True)
     return {
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "eval_short_side": short_side,
         "photos": names,

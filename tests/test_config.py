@@ -72,3 +72,19 @@ def test_shipped_style_configs_load(path: Path) -> None:
     config = load_config(path)
     assert isinstance(config, TrainConfig) and config.style_name == path.stem
     assert Path(config.style_image).name.endswith(".jpg")
+
+
+def test_flags_take_lists_space_or_comma_separated_and_keep_paths_whole() -> None:
+    import argparse
+
+    from fastnst.config import SCHEMA
+
+    parser = argparse.ArgumentParser()
+    SCHEMA.add_flags(parser, "overrides")
+    given = SCHEMA.overrides_from(parser.parse_args([
+        "--style-layers", "relu1_2,relu2_2", "relu3_3", "--style-layer-weights", "1,0.5", "2",
+        "--preview-images", "a,b.jpg", "c.jpg", "--steps", "7"]))
+    assert given == {"style_layers": ("relu1_2", "relu2_2", "relu3_3"), "style_layer_weights": (1.0, 0.5, 2.0),
+                     "preview_images": ("a,b.jpg", "c.jpg"), "steps": 7}
+    with pytest.raises(SystemExit):  # argparse names the flag and exits 2
+        parser.parse_args(["--style-layer-weights", "1,x"])

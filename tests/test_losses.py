@@ -46,3 +46,24 @@ def test_perceptual_loss_parts_and_gradients() -> None:
     assert torch.isclose(total, sum(parts.values()))
     total.backward()
     assert image.grad is not None and feats["c"].grad is not None
+
+
+def test_gram_of_channels_last_features_equals_contiguous_and_backpropagates_alike() -> None:
+    features = torch.randn(2, 8, 5, 7)
+    nchw = features.clone().requires_grad_(True)
+    nhwc = features.clone().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    weights = torch.randn(2, 8, 8)
+    (gram_matrix(nchw) * weights).sum().backward()
+    (gram_matrix(nhwc) * weights).sum().backward()
+    assert torch.allclose(gram_matrix(nhwc.detach()), gram_matrix(nchw.detach()), atol=1e-6)
+    assert torch.allclose(nhwc.grad, nchw.grad, atol=1e-6)
+    assert nhwc.grad.is_contiguous(memory_format=torch.channels_last)  # no layout change on the way back
+
+
+def test_bf16_gram_products_are_close_and_only_for_bf16_features() -> None:
+    features = torch.rand(1, 16, 12, 10) * 50  # activation-like magnitudes
+    exact = gram_matrix(features)
+    low = gram_matrix(features.to(torch.bfloat16), bf16_products=True)
+    assert low.dtype == torch.float32
+    assert torch.allclose(low, exact, rtol=2e-2)
+    assert torch.equal(gram_matrix(features, bf16_products=True), exact)  # fp32 features: the exact path

@@ -40,6 +40,9 @@ def _register_controls(parser: argparse.ArgumentParser) -> None:
                              "in bounded memory); 0 = auto: whole image when it fits ~2 GB, else 512 [default: 0]")
     parser.add_argument("--tile-overlap", type=int, default=16, metavar="PX",
                         help="real context around each tile; 16 makes tiles exact [default: 16]")
+    parser.add_argument("--margin", type=int, default=32, metavar="PX",  # = runtime.margin.DEFAULT_MARGIN
+                        help="mirror the image outward by PX on every side before the network and crop it after, "
+                             "which keeps the networks' darkened edge out of the result; 0 = off [default: 32]")
     parser.add_argument("--strength", type=float, default=1.0,
                         help="style strength: 1 = fully stylized, 0 = the original, a blend between [default: 1]")
     parser.add_argument("--preserve-color", choices=PRESERVE_COLOR, default="none",
@@ -78,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     max_pixels = args.max_pixels if args.max_pixels is not None else DEFAULT_MAX_PIXELS
     controls = Controls(args.strength, args.preserve_color)
-    if args.tile < 0 or args.tile_overlap < 0 or args.batch_size < 1:
-        raise FastNSTError("--tile and --tile-overlap must be 0 or more, --batch-size 1 or more")
+    if args.tile < 0 or args.tile_overlap < 0 or args.margin < 0 or args.batch_size < 1:
+        raise FastNSTError("--tile, --tile-overlap and --margin must be 0 or more, --batch-size 1 or more")
     jobs = plan_jobs(args.inputs, args.output, args.out_format)  # validate everything before loading the model
     backend = args.backend
     if backend == "auto" and _needs_torch(args, jobs, max_pixels):
@@ -95,10 +98,10 @@ def run(args: argparse.Namespace) -> int:
                           dynamic_ncols=True) as bar:
                     stylize_video_file(model, job.source, job.target, flicker=args.flicker_reduction,
                                        batch_size=args.batch_size, controls=controls, max_pixels=max_pixels,
-                                       progress=bar.update)
+                                       progress=bar.update, margin=args.margin)
             else:
                 stylize_file(model, job.source, job.target, max_pixels=max_pixels, tile=args.tile,
-                             overlap=args.tile_overlap, controls=controls)
+                             overlap=args.tile_overlap, controls=controls, margin=args.margin)
         except FastNSTError as exc:
             if len(jobs) == 1:
                 raise

@@ -45,6 +45,7 @@ from ..norm_stats import LayerStats, RunningMoments, StatInstanceNorm2d
 from ..transformer import PIXEL_SCALE, SIZE_MULTIPLE, ConvLayer, TransformerNet
 from .base import Backend
 from .color import Controls, apply_controls, apply_lut_u8, blend, channel_histograms, histogram_lut
+from .margin import DEFAULT_MARGIN, add_image_margin, add_margin, crop_image_margin, crop_margin, margin_for
 
 Progress = Callable[[int], None]  # called with the number of tile runs just finished (total: count_tile_runs)
 Storage = Literal["auto", "float32", "float16"]
@@ -382,17 +383,20 @@ Runner = TransformerNet | Backend | Callable[[torch.Tensor], torch.Tensor]
 
 
 @torch.inference_mode()
-def stylize_whole(model: Runner, image: Image.Image, controls: Controls | None = None) -> Image.Image:
-    """Stylize an RGB image in one pass with the network, a backend (its fast path) or any batch stylizer."""
+def stylize_whole(model: Runner, image: Image.Image, controls: Controls | None = None,
+                  margin: int = 0) -> Image.Image:
+    """Stylize an RGB image in one pass with the network, a backend (its fast path) or any batch stylizer,
+    on the image mirrored outward by ``margin`` px (see fastnst.runtime.margin)."""
     controls = controls or Controls()
     original = _u8_to_float(np.asarray(image.convert("RGB")))
+    padded, used = add_margin(original, margin)
     if isinstance(model, TransformerNet):
-        out = model(original.to(next(model.parameters()).device)).float().cpu()
+        out = model(padded.to(next(model.parameters()).device)).float().cpu()
     elif isinstance(model, Backend):
-        out = model.stylize(original)
+        out = model.stylize(padded)
     else:
-        out = model(original)
-    out = out.clamp(0, 1)
+        out = model(padded)
+    out = crop_margin(out, used).clamp(0, 1)
     if not controls.is_identity:
         out = apply_controls(out, original, controls)
     return Image.fromarray(_float_to_u8(out))
@@ -400,13 +404,15 @@ def stylize_whole(model: Runner, image: Image.Image, controls: Controls | None =
 
 def stylize_image(model: Runner, image: Image.Image, *, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
                   controls: Controls | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                  progress: Progress | None = None) -> Image.Image:
+                  progress: Progress | None = None, margin: int = DEFAULT_MARGIN) -> Image.Image:
     """Stylize one RGB image, whole or in tiles: the entry point for the CLI and the server.
 
     ``tile`` None or 0 means automatic: the whole image when its estimated memory fits ``memory_budget``, else
     tiles of :data:`DEFAULT_TILE`; a positive value forces tiles of that size. Tiles run the PyTorch network in
     float32 (a torch backend's ``model``; its precision and fused layers serve whole images only). ONNX Runtime
-    and other stylizers refuse an explicit ``tile`` and always run the whole image.
+    and other stylizers refuse an explicit ``tile`` and always run the whole image. ``margin``: pixels mirrored
+    onto each side before the network and cropped after (0 = none), which keeps the networks' dark edge out of
+    the result.
     """
     network = model if isinstance(model, TransformerNet) else getattr(model, "model", None)
     if not isinstance(network, TransformerNet):
@@ -414,9 +420,12 @@ def stylize_image(model: Runner, image: Image.Image, *, tile: int | None = None,
             name = getattr(model, "name", "this")
             raise FastNSTError(f"tiled stylization needs the PyTorch network (the {name} backend cannot use "
                                "whole-image normalisation statistics per tile); use --backend torch or drop --tile")
-        return stylize_whole(model, image, controls)
-    chosen = choose_tile(network, image.size, tile, memory_budget)
+        return stylize_whole(model, image, controls, margin)
+    used = margin_for(image.height, image.width, margin)
+    chosen = choose_tile(network, (image.width + 2 * used, image.height + 2 * used), tile, memory_budget)
     if not chosen:
-        return stylize_whole(model, image, controls)
+        return stylize_whole(model, image, controls, margin)
+    padded, used = add_image_margin(image, margin)
     options = TileOptions(tile=chosen, overlap=overlap, memory_budget=memory_budget)
-    return stylize_tiled(network, image, options, controls, progress)
+    # Histogram matching then counts the mirrored margin too (a few per cent of the pixels of an image this big).
+    return crop_image_margin(stylize_tiled(network, padded, options, controls, progress), used)

@@ -32,6 +32,7 @@ from ..errors import VideoError
 from ..norm_stats import smoothed_stats
 from ..transformer import TransformerNet
 from .base import Backend
+from .margin import DEFAULT_MARGIN, with_margin
 from .color import Controls, apply_controls
 
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi"})
@@ -179,16 +180,19 @@ def frame_stylizer(runner: TransformerNet | Backend, *, smoothing: float = 0.0) 
 def stylize_video_file(runner: TransformerNet | Backend, source: str | os.PathLike[str],
                        target: str | os.PathLike[str], *, flicker: float = 0.0, smoothing: float = 0.0,
                        batch_size: int = DEFAULT_BATCH, controls: Controls | None = None,
-                       max_pixels: int | None = None, progress: Callable[[int], None] | None = None) -> Path:
+                       max_pixels: int | None = None, progress: Callable[[int], None] | None = None,
+                       margin: int = DEFAULT_MARGIN) -> Path:
     """:func:`stylize_video` with a stylizer made by :func:`frame_stylizer` (what ``fastnst stylize`` runs).
 
-    ``flicker``: :class:`TemporalBlend` strength, any backend; ``smoothing``: statistics smoothing, torch only.
+    ``flicker``: :class:`TemporalBlend` strength, any backend; ``smoothing``: statistics smoothing, torch only;
+    ``margin``: pixels mirrored onto each side of every frame and cropped after (fastnst.runtime.margin).
     """
     if not 0.0 <= smoothing < 1.0:
         raise VideoError(f"statistics smoothing must be between 0 (off) and 1 (exclusive), got {smoothing}")
     TemporalBlend(flicker)  # validate before any decoding
     with frame_stylizer(runner, smoothing=smoothing) as stylize:
-        return stylize_video(source, target, stylize, batch_size=batch_size, controls=controls, flicker=flicker,
+        return stylize_video(source, target, with_margin(stylize, margin), batch_size=batch_size,
+                             controls=controls, flicker=flicker,
                              max_pixels=max_pixels, progress=progress)
 
 

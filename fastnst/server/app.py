@@ -34,6 +34,7 @@ from starlette.requests import ClientDisconnect
 from .. import __version__
 from ..errors import ImageError
 from ..images import image_to_tensor, open_image_bytes, resize_max_side, tensor_to_image
+from ..runtime.margin import add_margin
 from ._torch_adapter import load_backend, resolve_device
 from .batching import BatcherClosed, DynamicBatcher, QueueFull, bucket_for, pad_to
 from .errors import ApiError, error_response, image_error, install_error_handlers
@@ -292,11 +293,12 @@ async def _stylize(request: Request, state: ServerState) -> Response:
     except ImageError as exc:
         raise image_error(exc) from None
     height, width = image.shape[-2:]
-    padded_h, padded_w, mode = bucket_for(height, width)
+    framed, margin = add_margin(image.unsqueeze(0), settings.margin)
+    padded_h, padded_w, mode = bucket_for(*framed.shape[-2:])
     assert state.batcher is not None
     try:
         stylized = await state.batcher.submit((model.name, padded_h, padded_w, mode),
-                                              pad_to(image, padded_h, padded_w, mode))
+                                              pad_to(framed[0], padded_h, padded_w, mode))
     except QueueFull:
         state.metrics.rejected.labels("queue_full").inc()
         raise ApiError(503, "server busy; retry later", error="overloaded",
@@ -306,7 +308,7 @@ async def _stylize(request: Request, state: ServerState) -> Response:
     except torch.cuda.OutOfMemoryError:
         raise ApiError(503, "out of accelerator memory; try a smaller max_side", error="overloaded",
                        headers={"Retry-After": "1"}) from None
-    stylized = stylized[:, :height, :width]
+    stylized = stylized[:, margin:margin + height, margin:margin + width]
     fmt = options.format or ("png" if alpha is not None else "jpeg")
 
     def finish() -> bytes:

@@ -41,6 +41,8 @@ class ServerSettings:
     max_pixels: int = option(40_000_000, "largest decoded image, width × height (413 above)")
     max_side: int = option(1024, "images are downscaled so their longer side is at most this (per-request default)")
     max_side_limit: int = option(2048, "largest max_side a request may ask for")
+    margin: int = option(32, "pixels mirrored onto each side before the network and cropped after (keeps the "
+                             "networks' darkened edge out of results; 0 = off)")
     # --- access
     api_key: str = option("", f"require this key in the {API_KEY_HEADER} header on /v1 routes (empty: no key; "
                               f"${API_KEY_ENV} is used when unset)", secret=True)
@@ -55,7 +57,7 @@ class ServerSettings:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"server setting '{name}' must be at least 1, got {getattr(self, name)}")
-        for name in ("max_wait_ms", "threads"):
+        for name in ("max_wait_ms", "threads", "margin"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"server setting '{name}' must not be negative, got {getattr(self, name)}")
         for name in ("request_timeout_s", "shutdown_timeout_s"):
