@@ -1,11 +1,12 @@
-"""A mirrored margin around each image, stylized and cropped away, so no result shows a dark frame.
+"""A mirrored margin around each image, stylized and cropped away, so no result shows a network's edge effect.
 
-The trained networks darken the last few pixels next to their input's edge (they learn it from the VGG loss on
-crops, whose edges VGG sees zero-padded). That frame belongs to the edge of the network's input, not to the image:
-mirroring the image outward by a margin before the network and cropping the margin off afterwards moves it out
-of the result. Measured on the 17 held-out photos (``benchmarks/border_margin.py``): the same pixels stylized at
-an input edge vs deep inside a larger image differ by −0.10 luma in the outermost 2 px for ``starry_night``
-without a margin, −0.02 with 16 px, and not at all (−0.004, as in the interior) with 32 px.
+A trained network may treat the pixels next to its input's edge differently (it learns from crops whose edges
+VGG sees zero-padded); ``starry_night`` darkens them into a visible frame. That belongs to the edge of the
+network's input, not to the image: mirroring the image outward by a margin before the network and cropping the
+margin off afterwards moves it out of the result. Measured on the 17 held-out photos
+(``benchmarks/border_margin.py``): the same pixels stylized at an input edge vs inside a larger image differ by
+−0.104 luma in the outermost 2 px for ``starry_night`` without a margin, −0.021 with 16 px, and −0.004 with 32
+px, as in the interior (−0.010).
 """
 
 from __future__ import annotations
