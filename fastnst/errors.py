@@ -19,6 +19,14 @@ class ImageError(FastNSTError):
     """An image cannot be read or written (missing, corrupt, truncated, too large, unknown format)."""
 
 
+class NotAnImageError(ImageError):
+    """The data is no image format fastnst reads, or has a pixel mode it cannot convert (HTTP 415)."""
+
+
+class ImageTooLargeError(ImageError):
+    """The image is over the pixel cap, too large to decode, or too large for the output format (HTTP 413)."""
+
+
 class WeightsError(FastNSTError):
     """VGG weights cannot be found, fetched, verified or converted."""
 

@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageOps, features
 
 from fastnst.atomic import atomic_path
-from fastnst.errors import ImageError
+from fastnst.errors import ImageError, ImageTooLargeError, NotAnImageError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -149,9 +149,9 @@ def _decode(fp: IO[bytes], label: str, filename: str, max_pixels: int | None) ->
             im.load()
         except Image.DecompressionBombError as exc:
             # Some decoders (GIF frames, TIFF tiles) apply Pillow's global limit while loading.
-            raise ImageError(f"{label} is too large to decode safely ({_reason(exc)})") from None
+            raise ImageTooLargeError(f"{label} is too large to decode safely ({_reason(exc)})") from None
         except MemoryError:
-            raise ImageError(f"{label} is too large to decode in the available memory") from None
+            raise ImageTooLargeError(f"{label} is too large to decode in the available memory") from None
         except Exception as exc:  # PIL reports damaged data with OSError, SyntaxError, ValueError, EOFError, ...
             raise ImageError(f"{label} is truncated or corrupt ({_reason(exc)})") from None
         _check_pixels(im.size, label, max_pixels)  # a GIF frame may grow the canvas while loading
@@ -189,13 +189,13 @@ def _identify(fp: IO[bytes], label: str, filename: str) -> Image.Image:
         try:
             return factory(fp, filename or None)
         except MemoryError:
-            raise ImageError(f"{label} is too large to decode in the available memory") from None
+            raise ImageTooLargeError(f"{label} is too large to decode in the available memory") from None
         except Exception as exc:  # a decoder claimed the magic bytes but the header is damaged
             failure = failure or (fmt, exc)
     if failure is not None:
         fmt, exc = failure
         raise ImageError(f"{label} is truncated or corrupt ({fmt} header: {_reason(exc)})")
-    raise ImageError(f"{label} is not an image PIL can read (expected {_READ_FORMATS_TEXT})")
+    raise NotAnImageError(f"{label} is not an image PIL can read (expected {_READ_FORMATS_TEXT})")
 
 
 def _check_max_pixels(max_pixels: int | None) -> None:
@@ -209,7 +209,7 @@ def _check_pixels(size: tuple[int, int], label: str, max_pixels: int | None) -> 
     width, height = size
     pixels = width * height
     if max_pixels is not None and pixels > max_pixels:
-        raise ImageError(
+        raise ImageTooLargeError(
             f"{label} has {width}×{height} = {pixels} pixels, over the limit of {max_pixels} "
             "(raise it with --max-pixels)"
         )
@@ -245,7 +245,7 @@ def _to_rgb_and_alpha(im: Image.Image, fmt: str | None, label: str) -> tuple[Ima
     try:
         return im.convert("RGB"), None  # L, 1, P, YCbCr, RGBX, HSV, ...
     except ValueError:
-        raise ImageError(f"{label} has an unsupported pixel mode {mode!r}") from None
+        raise NotAnImageError(f"{label} has an unsupported pixel mode {mode!r}") from None
 
 
 def _palette_has_alpha(im: Image.Image) -> bool:
@@ -352,7 +352,7 @@ def save_image(
         raise ImageError(f"cannot save {label}: JPEG/WebP quality must be between 1 and 100, got {quality!r}")
     limit = _MAX_SIDE.get(fmt)
     if limit is not None and max(img.size) > limit:
-        raise ImageError(
+        raise ImageTooLargeError(
             f"cannot save {label}: {img.width}×{img.height} is too large for {fmt} (at most {limit} px a side); "
             "use .png or .tif"
         )

@@ -557,3 +557,19 @@ def test_resize_max_side() -> None:
     assert resize_max_side(Image.new("RGB", (1000, 3)), 10).size == (10, 1)
     with pytest.raises(ValueError):
         resize_max_side(img, 0)
+
+
+def test_refusals_carry_their_kind_so_callers_need_not_parse_messages(tmp_path: Path) -> None:
+    from fastnst.errors import ImageError, ImageTooLargeError, NotAnImageError
+
+    text = tmp_path / "notes.jpg"
+    text.write_text("not pixels at all")
+    with pytest.raises(NotAnImageError):
+        images.load_image(text)
+    big = tmp_path / "big.png"
+    Image.new("RGB", (64, 64)).save(big)
+    with pytest.raises(ImageTooLargeError):
+        images.load_image(big, max_pixels=100)
+    with pytest.raises(ImageError) as damaged:
+        images.open_image_bytes(big.read_bytes()[:60], name="cut.png")
+    assert not isinstance(damaged.value, (NotAnImageError, ImageTooLargeError))

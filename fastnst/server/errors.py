@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import ImageError
+from ..errors import ImageError, ImageTooLargeError, NotAnImageError
 from .schemas import ErrorBody
 
 log = logging.getLogger("fastnst.server")
@@ -45,9 +45,9 @@ def error_response(status: int, error: str, detail: str, headers: dict[str, str]
 def image_error(exc: ImageError) -> ApiError:
     """Status for an image the decoder refused: 415 not an image, 413 too large, 400 damaged or empty."""
     message = str(exc)
-    if "is not an image" in message or "unsupported pixel mode" in message:
+    if isinstance(exc, NotAnImageError):
         return ApiError(415, message)
-    if "over the limit" in message or "too large" in message:
+    if isinstance(exc, ImageTooLargeError):
         # images.py phrases the cap for the CLI; an HTTP client cannot raise it, only send a smaller image.
         return ApiError(413, message.replace("(raise it with --max-pixels)", "(send a smaller image)"))
     return ApiError(400, message)
