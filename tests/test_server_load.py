@@ -21,7 +21,7 @@ from fastnst.transformer import TransformerNet, TransformerSpec
 
 httpx = pytest.importorskip("httpx")
 from fastnst.server import ServerSettings, create_app
-from fastnst.server._torch_adapter import load_backend
+from fastnst.server.backends import load_backend
 from fastnst.server.testing import BackgroundServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -35,7 +35,7 @@ from .. import __version__
 from ..errors import ImageError
 from ..images import image_to_tensor, open_image_bytes, resize_max_side, tensor_to_image
 from ..runtime.margin import add_margin
-from ._torch_adapter import load_backend, resolve_device
+from .backends import load_backend, resolve_device
 from .batching import BatcherClosed, DynamicBatcher, QueueFull, bucket_for, pad_to
 from .errors import ApiError, error_response, image_error, install_error_handlers
 from .metrics import MetricsMiddleware, ServerMetrics
