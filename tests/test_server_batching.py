@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fastnst.server.batching import BatcherClosed, DynamicBatcher, QueueFull, bucket_for, pad_to
-from fastnst.server.postprocess import blend_strength, encode_image, preserve_color
+from fastnst.server.postprocess import encode_image
 from fastnst.transformer import TransformerNet, TransformerSpec
 
 
@@ -172,29 +172,6 @@ def test_bucket_padding_reproduces_the_network_run_alone(height: int, width: int
         batch = torch.stack([pad_to(image, bucket_h, bucket_w, mode), companion])
         together = net(batch)[0, :, :height, :width]
     torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-4)
-
-
-def test_strength_blends_linearly() -> None:
-    original, stylized = torch.zeros(3, 2, 2), torch.ones(3, 2, 2)
-    assert torch.equal(blend_strength(original, stylized, 0.0), original)
-    assert torch.equal(blend_strength(original, stylized, 1.0), stylized)
-    torch.testing.assert_close(blend_strength(original, stylized, 0.25), torch.full((3, 2, 2), 0.25))
-
-
-def test_preserve_color_keeps_chroma_and_takes_luminance() -> None:
-    torch.manual_seed(1)
-    original = torch.rand(3, 8, 8) * 0.2 + 0.4  # mid-range, so nothing is clamped
-    stylized = torch.rand(3, 8, 8) * 0.2 + 0.4
-    out = preserve_color(original, stylized)
-    to_ycbcr = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
-
-    def ycbcr(t: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("ij,jhw->ihw", to_ycbcr, t)
-
-    torch.testing.assert_close(ycbcr(out)[0], ycbcr(stylized)[0], atol=1e-5, rtol=0)
-    torch.testing.assert_close(ycbcr(out)[1:], ycbcr(original)[1:], atol=1e-5, rtol=0)
-    gray = torch.full((3, 4, 4), 0.5)
-    assert torch.equal(preserve_color(gray, torch.ones(3, 4, 4)), torch.ones(3, 4, 4))  # clamped to [0, 1]
 
 
 @pytest.mark.parametrize(("fmt", "magic"), [("jpeg", b"\xff\xd8"), ("png", b"\x89PNG"), ("webp", b"RIFF")])

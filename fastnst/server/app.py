@@ -34,12 +34,13 @@ from starlette.requests import ClientDisconnect
 from .. import __version__
 from ..errors import ImageError
 from ..images import image_to_tensor, open_image_bytes, resize_max_side, tensor_to_image
+from ..runtime.color import Controls, apply_controls
 from ..runtime.margin import add_margin
 from .backends import load_backend, resolve_device
 from .batching import BatcherClosed, DynamicBatcher, QueueFull, bucket_for, pad_to
 from .errors import ApiError, error_response, image_error, install_error_handlers
 from .metrics import MetricsMiddleware, ServerMetrics
-from .postprocess import EXTENSIONS, MEDIA_TYPES, blend_strength, encode_image, preserve_color
+from .postprocess import EXTENSIONS, MEDIA_TYPES, encode_image
 from .registry import STATIC_DIR, BackendFactory, Registry, discover_models
 from .schemas import OPTION_NAMES, ErrorBody, Health, ModelCard, ModelList, Ready, StylizeOptions, option_schemas
 from .settings import API_KEY_HEADER, ServerSettings
@@ -312,8 +313,8 @@ async def _stylize(request: Request, state: ServerState) -> Response:
     fmt = options.format or ("png" if alpha is not None else "jpeg")
 
     def finish() -> bytes:
-        result = preserve_color(image, stylized) if options.preserve_color else stylized
-        result = blend_strength(image, result, options.strength)
+        controls = Controls(options.strength, "luminance" if options.preserve_color else "none")
+        result = apply_controls(stylized.unsqueeze(0), image.unsqueeze(0), controls)[0]
         return encode_image(tensor_to_image(result), alpha, fmt, options.quality)
 
     content = await run_in_threadpool(finish)
