@@ -263,13 +263,17 @@ def plot(runs: dict[str, Curve], target: float, marks: dict[str, float | None], 
 
 def replot(json_path: Path) -> None:
     """Draw the first round's curves of a results JSON into the PNG beside it."""
-    info = json.loads(json_path.read_text())
+    plot_results(json.loads(json_path.read_text()), json_path.with_suffix(".png"))
+
+
+def plot_results(info: dict, png_path: Path) -> None:
+    """Draw the first round's curves of a results dict (as written to the JSON) into ``png_path``."""
     title = (f"Gatys at {info['size']}²: time to loss on {info['cpu']}, {info['threads']} threads "
              f"(torch {info['torch']})\ncontent {info['content']}, style {info['style']}, Caffe VGG19\n"
              "bf16 curves show the losses computed in bf16; their crossings of the target are checked in fp32")
     marks = {name: entry["time_to_target_s"][0] for name, entry in info["summary"].items()}
     curves = {name: [tuple(point) for point in runs[0]] for name, runs in info["curves"].items()}
-    plot(curves, info["target_loss"], marks, json_path.with_suffix(".png"), title)
+    plot(curves, info["target_loss"], marks, png_path, title)
 
 
 def main() -> None:
@@ -373,7 +377,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(info, indent=1))
-    replot(out.with_suffix(".json"))
+    plot_results(info, out.with_suffix(".png"))
     print(json.dumps({k: v for k, v in info.items() if k != "curves"}, indent=1))
 
 

@@ -24,19 +24,20 @@ def gram_matrix(features: torch.Tensor, bf16_products: bool = False) -> torch.Te
     matmul time. fp16 features never take this path (their sums overflow fp16).
     """
     n, c, h, w = features.shape
+    in_bf16 = bf16_products and features.dtype == torch.bfloat16 and c > 1
+    source = features if in_bf16 else features.float()  # .float() keeps the memory format
     with torch.autocast(features.device.type, enabled=False):  # autocast would run the bmm in bf16/fp16
-        if bf16_products and features.dtype == torch.bfloat16 and c > 1:
-            flat = features.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view when channels_last
-            return torch.bmm(flat.transpose(1, 2), flat).float() / (c * h * w)
-        if c > 1 and features.is_contiguous(memory_format=torch.channels_last):
+        if in_bf16 or (c > 1 and source.is_contiguous(memory_format=torch.channels_last)):
             # A view of channels_last memory as [N, HW, C]: no copy, and the gradient comes back in the layout
             # the convolutions use. Reshaping to [N, C, HW] would copy, and its NCHW gradient then has to be
             # added to the channels_last one from the next layer (measured: the Gram path took 30 % of a
             # Gatys iteration at 512², 13 % of it in that strided add).
-            flat = features.float().permute(0, 2, 3, 1).reshape(n, h * w, c)
-            return torch.bmm(flat.transpose(1, 2), flat) / (c * h * w)
-        flat = features.float().reshape(n, c, h * w)  # [N, C, HW]
-        return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+            flat = source.permute(0, 2, 3, 1).reshape(n, h * w, c)
+            gram = torch.bmm(flat.transpose(1, 2), flat)
+        else:
+            flat = source.reshape(n, c, h * w)  # [N, C, HW]
+            gram = torch.bmm(flat, flat.transpose(1, 2))
+        return gram.float() / (c * h * w)
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:

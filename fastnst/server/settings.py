@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ConfigError
+from ..runtime.margin import DEFAULT_MARGIN
 from ..typed_config import Schema, option, read_toml, resolve_path
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -41,7 +42,7 @@ class ServerSettings:
     max_pixels: int = option(40_000_000, "largest decoded image, width × height (413 above)")
     max_side: int = option(1024, "images are downscaled so their longer side is at most this (per-request default)")
     max_side_limit: int = option(2048, "largest max_side a request may ask for")
-    margin: int = option(32, "pixels mirrored onto each side before the network and cropped after (keeps the "
+    margin: int = option(DEFAULT_MARGIN, "pixels mirrored onto each side before the network and cropped after (keeps the "
                              "networks' darkened edge out of results; 0 = off)")
     # --- access
     api_key: str = option("", f"require this key in the {API_KEY_HEADER} header on /v1 routes (empty: no key; "
