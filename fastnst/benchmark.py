@@ -39,13 +39,14 @@ class Case:
     backend: str  # "reference", "torch", "onnxruntime"
     precision: str
     provider: str = ""  # ONNX Runtime provider to force, "" for torch
+    compiled: bool = False  # torch: the network runs through torch.compile
     runner: Any = None
     device_call: Callable[[torch.Tensor], Callable[[], None]] | None = None  # GPU: data stays on the device
 
     @property
     def label(self) -> str:
         where = self.provider.replace("ExecutionProvider", "") if self.provider else ""
-        return f"{self.backend}{'/' + where if where else ''} {self.precision}"
+        return f"{self.backend}{'/' + where if where else ''}{'+compile' if self.compiled else ''} {self.precision}"
 
 
 @dataclass
@@ -69,13 +70,15 @@ class Result:
 def run_benchmark(*, model: str = "starry_night", backends: list[str] | None = None,
                   precisions: list[str] | None = None, sizes: list[str] | None = None, device: str = "auto",
                   warmup: int = 2, repeats: int = 5, max_seconds: float = 30.0, threads: int | None = None,
-                  clock: str = "wall", progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                  clock: str = "wall", progress: Callable[[str], None] | None = None,
+                  compile: bool = False) -> dict[str, Any]:
     """Time every case at every size; returns the report (machine, settings, results, skipped).
 
     ``threads`` sets PyTorch's and ONNX Runtime's thread counts for every case, the reference included (None:
     their defaults). ``clock="cpu"`` times with the process's CPU time instead of the wall clock: on a machine
     shared with other jobs that measures the work itself, unaffected by waiting for a core. It needs
     ``threads=1`` (with more threads, CPU time also counts threads spinning while they wait for each other).
+    ``compile`` adds each torch case again through torch.compile (its compilation falls in the warm-up runs).
     """
     if clock not in ("wall", "cpu"):
         raise FastNSTError(f"unknown clock {clock!r}; choose wall or cpu")
@@ -103,7 +106,7 @@ def run_benchmark(*, model: str = "starry_night", backends: list[str] | None = N
         requested_sizes = [s for s in requested_sizes if s != "4k"]
         skipped.append({"size": "4k", "case": "all", "reason": "4K is not run on CPUs by default (the reference "
                         "needs ≈8 GB and tens of seconds per image); name it in --sizes to run it"})
-    cases = _cases(weights, backends or ["torch", "onnxruntime"], precisions, target, skipped, say, threads)
+    cases = _cases(weights, backends or ["torch", "onnxruntime"], precisions, target, skipped, say, threads, compile)
     reference = Case("reference", "fp32", runner=reference_net)
     start_load = os.getloadavg() if hasattr(os, "getloadavg") else None
     results: list[Result] = []
@@ -146,7 +149,8 @@ def run_benchmark(*, model: str = "starry_night", backends: list[str] | None = N
         for index in calls:
             case = active[index]
             median = statistics.median(times[index])
-            result = Result(size=size, height=height, width=width, backend=case.backend,
+            result = Result(size=size, height=height, width=width,
+                            backend=case.backend + ("+compile" if case.compiled else ""),
                             device=_device_of(case, target), precision=_precision_of(case),
                             latency_ms_median=median * 1e3, latency_ms_min=min(times[index]) * 1e3,
                             images_per_s=1.0 / median, speedup_vs_reference=ref_median / median,
@@ -182,7 +186,8 @@ def run_benchmark(*, model: str = "starry_night", backends: list[str] | None = N
 
 
 def _cases(weights: Path, backends: list[str], precisions: list[str] | None, target: torch.device,
-           skipped: list[dict[str, str]], say: Callable[[str], None], threads: int | None) -> list[Case]:
+           skipped: list[dict[str, str]], say: Callable[[str], None], threads: int | None,
+           compile: bool = False) -> list[Case]:
     """Every (backend, provider, precision) to time that this machine can run."""
     from .export import ONNX_FILES
     from .model_io import load_model
@@ -200,8 +205,10 @@ def _cases(weights: Path, backends: list[str], precisions: list[str] | None, tar
                 continue
             if precision == "fp16" and not gpu:
                 continue
-            net, _ = load_model(weights, device=target)
-            cases.append(Case("torch", precision, runner=TorchBackend(net, device=str(target), precision=precision)))
+            for compiled in (False, True) if compile else (False,):
+                net, _ = load_model(weights, device=target)
+                cases.append(Case("torch", precision, compiled=compiled,
+                                  runner=TorchBackend(net, device=str(target), precision=precision, compile=compiled)))
     if "onnxruntime" in backends:
         if not have_onnxruntime():
             skipped.append({"size": "all", "case": "onnxruntime", "reason": "onnxruntime is not installed"})

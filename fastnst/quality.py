@@ -83,7 +83,7 @@ class LossMeter:
         self.content_layer = config.content_layer
         self.style_layers = tuple(config.style_layers)
         with torch.no_grad():
-            style_features = vgg(load_style_tensor(config), layers=self.style_layers)
+            style_features = vgg(load_style_tensor(config).to(next(vgg.parameters()).device), layers=self.style_layers)
         self.loss = PerceptualLoss(
             ContentLoss(config.content_layer),
             StyleLoss(style_features, dict(zip(config.style_layers, config.style_layer_weights))),

@@ -318,8 +318,8 @@ def markdown(report: dict) -> str:
             lines.append(f"| {label} | " + " | ".join(f"{v:+.3f}" for v in a["edge_profile"]) + " |")
     lines += ["", "## Summary", "", *summary(models), ""]
     if any(a["checkerboard_flag"] or a["border_flag"] for m in models.values() for a in m["artifacts"].values()):
-        lines += [("Why the flagged artifacts are not fixed yet, and the recipe changes to try: "
-                  "[recipes.md](recipes.md#known-artifacts-and-the-fix-to-try-next)."), ""]
+        lines += [("What was tried against the flagged artifacts, what fixed which, and what is left: "
+                  "[recipes.md](recipes.md#artifacts-what-was-measured-what-was-tried-what-ships)."), ""]
     times = sorted({m.get("measured_at") or report["measured_at"] for m in models.values()})
     loss_times = times[0] if len(times) == 1 else f"{times[0]} to {times[-1]}"
     lines += [

@@ -133,7 +133,7 @@ def page(models: list[Path], photos: list[Path], image_name: str, stylize_side: 
         lines += ["", ("Measured artifacts to look for: "
                        + "; ".join(f"{kind} flagged in {', '.join(names)}" for kind, names in flagged.items() if names)
                        + " ([quality.md](quality.md#artifacts), [recipes.md]"
-                       "(recipes.md#known-artifacts-and-the-fix-to-try-next)).")]
+                       "(recipes.md#artifacts-what-was-measured-what-was-tried-what-ships)).")]
     lines += ["", ("Paintings (public domain) are named, not shown: the digitisations in ../shared/data are not "
                    "redistributed; each model card credits its source."), ""]
     return "\n".join(lines)

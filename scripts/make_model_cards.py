@@ -212,8 +212,8 @@ def card(folder: Path, meta: dict, painting: Painting, photos: tuple[int, int, s
              f"{a['edge_profile'][-1]:+.3f} in the interior (≥ 64 px). "
              f"Flags: **{', '.join(flags) or 'none'}** (method and thresholds: "
              "[docs/quality.md](../../docs/quality.md#artifacts)"
-             + ("; why not fixed yet and what to try: [docs/recipes.md]"
-                "(../../docs/recipes.md#known-artifacts-and-the-fix-to-try-next)" if flags else "") + ")."),
+             + ("; what was tried and what is left: [docs/recipes.md]"
+                "(../../docs/recipes.md#artifacts-what-was-measured-what-was-tried-what-ships)" if flags else "") + ")."),
         ]
     else:
         lines.append("- Held-out losses: not measured yet (run `scripts/evaluate_models.py`).")

@@ -99,6 +99,9 @@ def main() -> int:
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="gpu")
     parser.add_argument("--steps", type=int, default=2000, help="steps per style (without --budget-seconds)")
     parser.add_argument("--budget-seconds", type=float, help="wall-clock budget for probe plus training")
+    parser.add_argument("--max-seconds", type=float,
+                        help="hard wall-clock limit for a fixed --steps (no probe): runs still going then stop "
+                             "with a checkpoint and are exported from it")
     parser.add_argument("--probe-steps", type=int, default=40)
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/zoo"))
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
@@ -130,7 +133,8 @@ def main() -> int:
         steps = max(args.probe_steps, int(0.9 * remaining / per_step))  # 10% for logging and previews
         print(f"probe: {per_step:.3f} s per step with {len(args.configs)} runs in parallel, start-up "
               f"{startup:.1f} s → {steps} steps each", flush=True)
-    deadline = start + args.budget_seconds if args.budget_seconds else None
+    limit = args.budget_seconds or args.max_seconds
+    deadline = start + limit if limit else None
     codes = run_all(args.configs, steps, args.runs_dir, recipe, extra, args.threads, deadline)
 
     summary = {}

@@ -279,3 +279,73 @@ def test_bench_cli_quick_and_cpu_clock(tmp_path: Path, capsys: pytest.CaptureFix
     assert "| 512 | onnxruntime |" in capsys.readouterr().out
     assert main(["bench", "-m", str(tiny.folder), "--clock", "cpu", "-o", str(out)]) == 1
     assert "needs --threads 1" in capsys.readouterr().err
+
+
+@pytest.fixture()
+def compile_without_a_c_compiler(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """torch.compile through the aot_eager backend (no C/C++ toolchain needed); records what fastnst asked for."""
+    calls: list[dict] = []
+    real = torch.compile
+
+    def recording_compile(model, **kwargs):
+        calls.append(kwargs)
+        return real(model, backend="aot_eager", dynamic=kwargs.get("dynamic"))
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    return calls
+
+
+def test_torch_backend_compile_gives_the_eager_result(compile_without_a_c_compiler: list[dict]) -> None:
+    net = _tiny()
+    batch = torch.rand(1, 3, 40, 52, generator=torch.Generator().manual_seed(4))
+    eager = TorchBackend(net, device="cpu", precision="fp32").stylize(batch)
+    compiled = TorchBackend(net, device="cpu", precision="fp32", compile=True)
+    assert compiled.compiled and compile_without_a_c_compiler == [{"mode": "default", "dynamic": False}]
+    assert (compiled.stylize(batch) - eager).abs().max().item() < 1e-5
+
+
+def test_compile_selects_the_torch_backend_and_refuses_onnx(compile_without_a_c_compiler: list[dict]) -> None:
+    from onnx_helpers import tiny_export
+
+    from fastnst.runtime.select import load_backend
+
+    tiny = tiny_export()
+    backend, _ = load_backend(tiny.folder, device="cpu", compile=True)  # auto would pick ONNX Runtime
+    assert backend.name == "torch" and backend.compiled
+    with pytest.raises(BackendError, match="--compile is for the torch backend"):
+        load_backend(tiny.folder, backend="onnxruntime", device="cpu", compile=True)
+    with pytest.raises(BackendError, match="--compile is for the torch backend"):
+        load_backend(tiny.folder / "model.onnx", device="cpu", compile=True)
+    with pytest.raises(BackendError, match="int8 runs on the onnxruntime backend only"):
+        load_backend(tiny.folder, precision="int8", device="cpu", compile=True)
+
+
+@onnx_available
+def test_bench_compile_adds_compiled_torch_cases(tmp_path: Path, compile_without_a_c_compiler: list[dict]) -> None:
+    from onnx_helpers import tiny_export
+
+    from fastnst.benchmark import run_benchmark
+
+    report = run_benchmark(model=str(tiny_export().folder), backends=["torch"], precisions=["fp32"], sizes=["256"],
+                           device="cpu", warmup=1, repeats=1, compile=True)
+    rows = {(r["backend"], r["precision"]): r for r in report["results"]}
+    assert set(rows) == {("reference", "fp32"), ("torch", "fp32"), ("torch+compile", "fp32")}
+    assert rows[("torch+compile", "fp32")]["psnr_db_vs_reference"] > 60
+
+
+@onnx_available
+def test_stylize_cli_compile(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                             compile_without_a_c_compiler: list[dict]) -> None:
+    from onnx_helpers import tiny_export
+
+    tiny = tiny_export()
+    source = tmp_path / "in.png"
+    Image.new("RGB", (45, 37), (90, 160, 30)).save(source)
+    assert main(["-q", "stylize", str(source), "-m", str(tiny.folder), "-o", str(tmp_path / "out.png"),
+                 "--compile", "--device", "cpu"]) == 0
+    assert Image.open(tmp_path / "out.png").size == (45, 37) and len(compile_without_a_c_compiler) == 1
+    code = main(["stylize", str(source), "-m", str(tiny.folder), "-o", str(tmp_path / "no.png"), "--compile",
+                 "--backend", "onnxruntime", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 1 and "--compile is for the torch backend" in err and err.count("\n") == 1
+    assert not (tmp_path / "no.png").exists()

@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import REPO, SHARED_DATA, VGG_DIR, requires_shared
 
+from fastnst.config import load_config
 from fastnst.model_io import load_model
 from fastnst.quality import LossMeter, config_of, load_eval_image, make_vgg, untrained_network
 from fastnst.stylize import stylize_tensor
@@ -50,7 +51,11 @@ def test_model_loads_with_config_card_and_sample(name: str) -> None:
     assert 1_500_000 < sum(p.numel() for p in model.parameters()) < 2_000_000
     meta = info.metadata
     assert meta["style_name"] == name and meta["steps"] > 0 and meta["final_losses"]["style"] > 0
-    assert (REPO / "configs" / "styles" / f"{name}.toml").is_file()
+    config = load_config(REPO / "configs" / "styles" / f"{name}.toml")
+    for key in ("vgg", "content_layer", "style_layers", "style_layer_weights", "content_weight", "style_weight",
+                "tv_weight", "style_size"):  # the style's config reproduces the shipped model's loss
+        value = getattr(config, key)
+        assert (list(value) if isinstance(value, tuple) else value) == meta["config"][key], f"{name}: {key}"
     recipe = recipe_of(meta["config"])
     assert recipe in RECIPES, f"{name} was trained with no named recipe"
 

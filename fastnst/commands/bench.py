@@ -36,6 +36,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                              "jobs does not inflate [default: wall]")
     parser.add_argument("--quick", action="store_true",
                         help="only the goals' cases (GPU: 1080p fp16; CPU: 512² fp32 and int8), 1 warm-up, 3 repeats")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time each torch case through torch.compile (compiles once per size first)")
     parser.add_argument("-o", "--output", help="results JSON [default: benchmarks/results/<host>.json]")
     parser.set_defaults(handler=run)
 
@@ -61,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     report = run_benchmark(model=args.model, backends=args.backends, precisions=args.precisions, sizes=args.sizes,
                            device=args.device, warmup=args.warmup, repeats=args.repeats,
                            max_seconds=args.max_seconds, threads=args.threads, clock=args.clock,
+                           compile=args.compile,
                            progress=None if args.quiet else progress)
     output = Path(args.output or Path("benchmarks") / "results" / f"{report['machine']['host']}.json")
     atomic_write_text(output, json.dumps(report, indent=2) + "\n")

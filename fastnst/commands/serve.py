@@ -20,9 +20,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    import uvicorn
 
-    from ..server import create_app, load_settings
+    try:
+        import uvicorn
+
+        from ..server import create_app, load_settings
+    except ImportError as exc:  # a partial install (fastnst's other commands work without these)
+        raise FastNSTError(f"fastnst serve needs FastAPI and uvicorn ({exc}); "
+                           "pip install 'fastapi>=0.115' 'uvicorn>=0.30'") from None
     from ..server.registry import discover_models
     from ..server.settings import SCHEMA
 

@@ -27,6 +27,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16", "int8"], default="auto",
                         help="auto = fp32 on CPUs, fp16 on GPUs; bf16 needs the torch backend, int8 the "
                              "onnxruntime backend and model.int8.onnx [default: auto]")
+    parser.add_argument("--compile", action="store_true",
+                        help="run the network through torch.compile (torch backend): on GPUs about 3× faster per "
+                             "frame after a minute of compiling per input size, so for videos and same-size batches")
     parser.add_argument("--max-pixels", type=int, default=None,
                         help="refuse images with more decoded pixels than this [default: 100000000]")
     _register_controls(parser)
@@ -87,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     backend = args.backend
     if backend == "auto" and _needs_torch(args, jobs, max_pixels):
         backend = "torch"  # tiles need the PyTorch network's norm layers
-    model, _info = load_backend(args.model, backend=backend, precision=args.precision, device=device)
+    model, _info = load_backend(args.model, backend=backend, precision=args.precision, device=device,
+                                compile=args.compile)
     failures = 0
     show_bar = len(jobs) > 1 and not args.quiet
     for job in tqdm(jobs, desc="stylize", unit="img", disable=not show_bar, dynamic_ncols=True):

@@ -160,6 +160,8 @@ class OnnxBackend:
         previous_severity = 2
         ort.set_default_logger_severity(4)  # silence provider-library load errors while trying
         try:
+            if device != "cpu":
+                _preload_cuda_libraries(ort)
             candidates = provider_candidates(device, self.precision)
             if provider is not None:  # one provider only (benchmarks compare them)
                 candidates = [c for c in provider_candidates("cuda", self.precision) + [(CPU, {})]
@@ -213,6 +215,18 @@ def _fp16_in_memory(path: Path) -> bytes:
         raise BackendError(f"running {path.name} in fp16 needs the onnx package ({exc}) or a model.fp16.onnx "
                            "from `fastnst export --precision fp16`") from None
     return convert_fp16(onnx.load_model(str(path))).SerializeToString()
+
+
+def _preload_cuda_libraries(ort: Any) -> None:
+    """Let the CUDA and TensorRT providers find CUDA/cuDNN installed as pip packages (nvidia-*), which are not
+    on the loader's search path; onnxruntime-gpu ≥ 1.21 knows where they are and reuses PyTorch's when loaded."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # noqa: BLE001 - a library it cannot load shows up as the provider's own failure
+        log.debug("onnxruntime.preload_dlls: %s", _first_line(exc))
 
 
 def _has_cuda() -> bool:

@@ -40,8 +40,11 @@ def onnx_file(folder: Path, precision: str) -> Path | None:
 
 
 def load_backend(model: str | os.PathLike[str], *, backend: str = "auto", precision: str = "auto",
-                 device: str = "auto", threads: int | None = None) -> tuple[Backend, ModelInfo]:
-    """Build the backend for ``model`` (a name, folder, .safetensors or .onnx file) and describe the model."""
+                 device: str = "auto", threads: int | None = None, compile: bool = False) -> tuple[Backend, ModelInfo]:
+    """Build the backend for ``model`` (a name, folder, .safetensors or .onnx file) and describe the model.
+
+    ``compile`` (torch.compile) needs the torch backend, so with ``backend="auto"`` it picks PyTorch.
+    """
     from .torch_backend import TorchBackend, default_precision, resolve_device
 
     if backend not in BACKENDS:
@@ -50,6 +53,12 @@ def load_backend(model: str | os.PathLike[str], *, backend: str = "auto", precis
         raise BackendError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if backend == "onnxruntime" and precision == "bf16":
         raise BackendError("bf16 runs on the torch backend only; ONNX Runtime runs fp32, fp16 and int8")
+    if compile:
+        if backend == "onnxruntime" or str(model).endswith(".onnx"):
+            raise BackendError("--compile is for the torch backend (ONNX Runtime optimises its graph itself)")
+        if precision == "int8":
+            raise BackendError("int8 runs on the onnxruntime backend only, which --compile does not apply to")
+        backend = "torch"
     target = resolve_device(device)  # refuses cuda without a GPU, for both backends
     if str(model).endswith(".onnx"):
         if backend == "torch":
@@ -81,7 +90,7 @@ def load_backend(model: str | os.PathLike[str], *, backend: str = "auto", precis
         _, info = load_model(weights, device="cpu")
         return onnx_backend, info
     net, info = load_model(weights, device=target)
-    return TorchBackend(net, device=str(target), precision=precision), info
+    return TorchBackend(net, device=str(target), precision=precision, compile=compile), info
 
 
 def _onnx(path: Path, precision: str | None, device: str, threads: int | None) -> tuple[Backend, ModelInfo]:

@@ -18,6 +18,10 @@ from .fused import FusedTransformer, pad_for_network
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TORCH_PRECISIONS = tuple(_DTYPES)
+# torch.compile modes. On GPUs the eager network spends most of its time in memory-bound instance norm, padding and
+# layout copies that the compiler fuses (1080p fp16 on an H200: 19.8 ms eager, 5.7 ms compiled; benchmarks/results/
+# gpu_profile_h200.txt); autotuning the convolutions costs about a minute per input size, once.
+COMPILE_MODES = {"cuda": "max-autotune-no-cudagraphs", "cpu": "default"}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -38,12 +42,16 @@ def default_precision(device: torch.device) -> str:
 
 
 class TorchBackend:
-    """Runs a TransformerNet with PyTorch. ``channels_last`` None means: on CUDA only (slower on CPU, measured)."""
+    """Runs a TransformerNet with PyTorch. ``channels_last`` None means: on CUDA only (slower on CPU, measured).
+
+    ``compile`` runs the network through ``torch.compile`` (:data:`COMPILE_MODES`): worth it for video and other
+    runs of many frames of one size, since each new input size compiles again.
+    """
 
     name = "torch"
 
     def __init__(self, model: TransformerNet, *, device: str = "auto", precision: str = "auto",
-                 channels_last: bool | None = None, fused: bool = True) -> None:
+                 channels_last: bool | None = None, fused: bool = True, compile: bool = False) -> None:
         target = resolve_device(device)
         precision = default_precision(target) if precision == "auto" else precision
         if precision == "int8":
@@ -64,6 +72,9 @@ class TorchBackend:
         if self.channels_last:
             network = network.to(memory_format=torch.channels_last)
         self.network = network.eval()
+        self.compiled = compile
+        if compile:
+            self.network = torch.compile(self.network, mode=COMPILE_MODES[target.type], dynamic=False)
         self._dtype = _DTYPES[precision]
 
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
