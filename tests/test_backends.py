@@ -300,7 +300,7 @@ def test_torch_backend_compile_gives_the_eager_result(compile_without_a_c_compil
     batch = torch.rand(1, 3, 40, 52, generator=torch.Generator().manual_seed(4))
     eager = TorchBackend(net, device="cpu", precision="fp32").stylize(batch)
     compiled = TorchBackend(net, device="cpu", precision="fp32", compile=True)
-    assert compiled.compiled and compile_without_a_c_compiler == [{"mode": "default", "dynamic": False}]
+    assert compiled.compiled and compile_without_a_c_compiler == [{"dynamic": False, "options": {"freezing": True}}]
     assert (compiled.stylize(batch) - eager).abs().max().item() < 1e-5
 
 
