@@ -105,3 +105,18 @@ def test_upload_and_drop_a_photo_and_see_the_stylized_result(server_url: str) ->
         finally:
             browser.close()
     assert not problems, problems
+
+
+def test_api_docs_render_without_internet(server_url: str) -> None:
+    """/docs draws the API's operations from the server's own Swagger UI copy (no CDN is reachable here)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            page.goto(server_url + "/docs")
+            page.wait_for_selector('[data-path="/v1/stylize"]', timeout=30_000)
+            assert page.locator(".opblock").count() >= 5  # one block per documented route
+        finally:
+            browser.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -83,7 +84,11 @@ def test_health_ready_and_model_list(client) -> None:
 
 
 def test_docs_page_and_static_files(client) -> None:
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "cdn." not in docs.text  # works without internet access
+    for asset in re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', docs.text):
+        assert client.get(asset).status_code == 200, asset
+    assert len(re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', docs.text)) >= 2
     spec = client.get("/openapi.json").json()
     assert {"/healthz", "/readyz", "/metrics", "/v1/models", "/v1/stylize"} <= set(spec["paths"])
     page = client.get("/")

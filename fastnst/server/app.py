@@ -25,6 +25,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, Response
 from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from PIL import Image
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -125,8 +126,10 @@ def create_app(settings: ServerSettings | None = None, *, backend_factory: Backe
             state.draining = True
             await state.batcher.close(settings.shutdown_timeout_s)
 
-    app = FastAPI(title="fastnst", version=__version__, lifespan=lifespan,
-                  description="Fast neural style transfer: stylize photos with trained style networks.")
+    # FastAPIOffline serves /docs and /redoc from its own copies of Swagger UI and ReDoc: FastAPI's defaults load
+    # them from a CDN, which leaves the pages blank on a server without internet access.
+    app = FastAPIOffline(title="fastnst", version=__version__, lifespan=lifespan,
+                         description="Fast neural style transfer: stylize photos with trained style networks.")
     app.state.fastnst = state
     install_error_handlers(app)
     if settings.cors_origins:
