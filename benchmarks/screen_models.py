@@ -25,18 +25,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "benchmarks"), str(REPO / "scripts")]
 from border_margin import edge_effect
+from evaluate_models import measure, stylize
 
-from fastnst.model_io import load_model
-from fastnst.quality import (
-    LossMeter,
-    artifact_report,
-    config_of,
-    heldout_photos,
-    load_eval_image,
-    make_vgg,
-)
+from fastnst.model_io import ModelInfo, load_model
+from fastnst.quality import LossMeter, artifact_report, config_of, heldout_photos, load_eval_image, make_vgg
 
 SHIPPED_LAYER_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
 
@@ -48,21 +43,19 @@ def style_of(model_dir: Path) -> tuple[str, str]:
 
 
 @torch.no_grad()
-def screen(model_dir: Path, photos: list[torch.Tensor], edge_photos: list[torch.Tensor], vgg, device) -> dict:
-    model, info = load_model(model_dir, device=device)
-    model.eval()
+def screen(model: torch.nn.Module, info: ModelInfo, photos: list[torch.Tensor], features: list[dict],
+           edge_photos: list[torch.Tensor], vgg) -> dict:
+    """One model's screen; ``features`` are the photos' VGG features (every layer the losses use), computed once."""
     config = config_of(info.metadata)
     reference = dataclasses.replace(config, style_layer_weights=SHIPPED_LAYER_WEIGHTS[: len(config.style_layers)])
-    meter = LossMeter(reference, vgg)
-    outputs = [model(p).float().clamp(0, 1) for p in photos]
-    losses = [meter(o, meter.features(p)) for o, p in zip(outputs, photos)]
+    outputs = stylize(model, photos)
+    losses = measure(outputs, features, LossMeter(reference, vgg))
     report = artifact_report([o.cpu() for o in outputs], [p.cpu() for p in photos])
     edge = edge_effect(model, edge_photos, 0)["signed"]
     return {
         "steps": info.metadata.get("steps"),
         "tv_weight": config.tv_weight, "style_layer_weights": list(config.style_layer_weights),
-        "style": sum(x["style"] for x in losses) / len(losses),
-        "content": sum(x["content"] for x in losses) / len(losses),
+        "style": losses["style"], "content": losses["content"],
         "grid_levels_4": report.grid_levels_4, "checkerboard_4": report.checkerboard_4,
         "checkerboard_flag": report.checkerboard, "border_luma_shift": report.border_luma_shift,
         "crop_edge_luma_0_2px": edge[0], "crop_edge_luma_16_32px": edge[4],
@@ -101,14 +94,16 @@ def main() -> int:
     paths = heldout_photos(args.data_dir, 10)
     photos = [load_eval_image(p).to(device) for p in paths]
     edge_photos = [load_eval_image(p, 384).to(device) for p in paths]
-    configs = [config_of(load_model(d)[1].metadata) for d in dirs]
-    vgg = make_vgg(configs, args.vgg_weights).to(device).eval()
+    loaded = {d: load_model(d, device=device) for d in sorted(dirs)}
+    vgg = make_vgg([config_of(info.metadata) for _, info in loaded.values()], args.vgg_weights).to(device).eval()
+    with torch.no_grad():
+        features = [vgg(photo) for photo in photos]
     results = {}
     print(f"{'model':34s} {'steps':>5s} {'style':>9s} {'content':>9s} {'grid lv':>7s} {'p4':>6s} "
           f"{'border':>7s} {'edge0-2':>7s} {'edge16-32':>9s}", flush=True)
-    for model_dir in sorted(dirs):
+    for model_dir, (model, info) in loaded.items():
         t0 = time.perf_counter()
-        r = screen(model_dir, photos, edge_photos, vgg, device)
+        r = screen(model.eval(), info, photos, features, edge_photos, vgg)
         results[model_dir.name] = r
         print(f"{model_dir.name:34s} {r['steps']!s:>5s} {r['style']:9.4g} {r['content']:9.4g} "
               f"{r['grid_levels_4']:7.2f} {r['checkerboard_4']:6.3f} {r['border_luma_shift']:+7.3f} "

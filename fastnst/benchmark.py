@@ -44,9 +44,14 @@ class Case:
     device_call: Callable[[torch.Tensor], Callable[[], None]] | None = None  # GPU: data stays on the device
 
     @property
+    def runtime(self) -> str:
+        """The backend as results name it: "torch+compile" for a compiled torch case."""
+        return self.backend + ("+compile" if self.compiled else "")
+
+    @property
     def label(self) -> str:
         where = self.provider.replace("ExecutionProvider", "") if self.provider else ""
-        return f"{self.backend}{'/' + where if where else ''}{'+compile' if self.compiled else ''} {self.precision}"
+        return f"{self.runtime}{'/' + where if where else ''} {self.precision}"
 
 
 @dataclass
@@ -149,8 +154,7 @@ def run_benchmark(*, model: str = "starry_night", backends: list[str] | None = N
         for index in calls:
             case = active[index]
             median = statistics.median(times[index])
-            result = Result(size=size, height=height, width=width,
-                            backend=case.backend + ("+compile" if case.compiled else ""),
+            result = Result(size=size, height=height, width=width, backend=case.runtime,
                             device=_device_of(case, target), precision=_precision_of(case),
                             latency_ms_median=median * 1e3, latency_ms_min=min(times[index]) * 1e3,
                             images_per_s=1.0 / median, speedup_vs_reference=ref_median / median,

@@ -5,8 +5,8 @@ VGG sees zero-padded); ``starry_night`` darkens them into a visible frame. That 
 network's input, not to the image: mirroring the image outward by a margin before the network and cropping the
 margin off afterwards moves it out of the result. Measured on the 17 held-out photos
 (``benchmarks/border_margin.py``): the same pixels stylized at an input edge vs inside a larger image differ by
-−0.104 luma in the outermost 2 px for ``starry_night`` without a margin, −0.021 with 16 px, and −0.004 with 32
-px, as in the interior (−0.010).
+−0.066 luma in the outermost 2 px for ``starry_night`` without a margin, −0.007 with 16 px, and +0.001 with 32
+px, against −0.012 in the interior (its first model, before the recipe change: −0.104, −0.021, −0.004).
 """
 
 from __future__ import annotations
