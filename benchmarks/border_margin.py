@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from fastnst.model_io import load_model
-from fastnst.quality import EDGE_BINS, heldout_photos, load_eval_image, luminance
+from fastnst.model.files import load_model
+from fastnst.training.quality import EDGE_BINS, heldout_photos, load_eval_image, luminance
 from fastnst.runtime.margin import with_margin
 
 REPO = Path(__file__).resolve().parents[1]

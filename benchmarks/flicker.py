@@ -31,8 +31,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fastnst.images import image_to_tensor
-from fastnst.model_io import load_model
+from fastnst.utils.images import image_to_tensor
+from fastnst.model.files import load_model
 from fastnst.runtime.video import TemporalBlend, flicker_ratio, model_stylizer
 
 

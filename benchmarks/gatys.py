@@ -32,12 +32,12 @@ from PIL import Image
 from torch import nn
 from torchvision.models import vgg19
 
-from fastnst.images import image_to_tensor, load_rgb
-from fastnst.machine import cpu_details
-from fastnst.optimize import Progress, load_loss_network, optimize
-from fastnst.optimize_config import DEFAULT_LOSS_WEIGHTS, GATYS_STYLE_LAYERS, OptimizeOptions
-from fastnst.vgg import layer_names
-from fastnst.weights import NORMALIZATION, load_vgg_features_state
+from fastnst.utils.images import image_to_tensor, load_rgb
+from fastnst.bench.machine import cpu_details
+from fastnst.optimizer.loop import Progress, load_loss_network, optimize
+from fastnst.optimizer.config import DEFAULT_LOSS_WEIGHTS, GATYS_STYLE_LAYERS, OptimizeOptions
+from fastnst.perceptual.vgg import layer_names
+from fastnst.perceptual.weights.resolve import NORMALIZATION, load_vgg_features_state
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FASTNST_SHARED_DATA", REPO.parent / "shared" / "data"))

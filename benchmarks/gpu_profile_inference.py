@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from fastnst.model_io import load_model
+from fastnst.model.files import load_model
 
 
 def median_ms(fn, repeats: int = 30) -> float:

@@ -15,7 +15,7 @@ import logging
 import sys
 
 from fastnst.commands import bench
-from fastnst.errors import FastNSTError
+from fastnst.utils.errors import FastNSTError
 
 
 def main(argv: list[str]) -> int:

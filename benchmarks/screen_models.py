@@ -3,7 +3,7 @@
 
 Meant for the device call that trains several recipe variants of a style side by side (model folders named
 ``<style>__<variant>``): each model stylizes the held-out photos, and the script reports the checks of
-``scripts/evaluate_models.py`` that decide a recipe (the 4-px grid and border statistics of fastnst.quality, and
+``scripts/evaluate_models.py`` that decide a recipe (the 4-px grid and border statistics of fastnst.training.quality, and
 the crop-vs-whole dark edge of ``benchmarks/border_margin.py``) plus the held-out style and content loss, all
 variants measured with the style's *shipped* loss weights (so a variant trained with other layer weights is
 still compared in the same units). Then, per style, it picks the variant without a grid flag and with the lowest
@@ -30,8 +30,8 @@ sys.path[:0] = [str(REPO / "benchmarks"), str(REPO / "scripts")]
 from border_margin import edge_effect
 from evaluate_models import measure, stylize
 
-from fastnst.model_io import ModelInfo, load_model
-from fastnst.quality import LossMeter, artifact_report, config_of, heldout_photos, load_eval_image, make_vgg
+from fastnst.model.files import ModelInfo, load_model
+from fastnst.training.quality import LossMeter, artifact_report, config_of, heldout_photos, load_eval_image, make_vgg
 
 SHIPPED_LAYER_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
 

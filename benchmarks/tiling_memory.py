@@ -45,8 +45,8 @@ print(photos[len(photos) // 3].name if photos else "synthetic")
 
 RUN = """
 import sys, time, torch
-from fastnst.images import load_image, save_image
-from fastnst.model_io import load_model
+from fastnst.utils.images import load_image, save_image
+from fastnst.model.files import load_model
 from fastnst.runtime.tiling import stylize_image
 torch.set_num_threads(int(sys.argv[4]))
 model, _ = load_model(sys.argv[3], device="cpu")

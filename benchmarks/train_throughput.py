@@ -24,11 +24,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_recipe import ReferenceTrainer
 
-from fastnst.config import load_config
-from fastnst.data import CropSpec, PhotoCrops
-from fastnst.machine import device_name
-from fastnst.train import Trainer
-from fastnst.weights import load_vgg_features_state
+from fastnst.training.config import load_config
+from fastnst.training.data import CropSpec, PhotoCrops
+from fastnst.bench.machine import device_name
+from fastnst.training.trainer import Trainer
+from fastnst.perceptual.weights.resolve import load_vgg_features_state
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,7 @@ def main() -> int:
     names = args.variants.split(",") if args.variants != "auto" else (
         ["fp32", "fp32-cl", "bf16-cl", "bf16-cl-compile", "bf16-cl-graphs"] if device.type == "cuda" else ["fp32", "fp32-cl", "bf16-cl"])
     runners: dict[str, object] = {}
-    from fastnst.images import image_to_tensor, load_rgb
+    from fastnst.utils.images import image_to_tensor, load_rgb
     style = image_to_tensor(load_rgb(args.style))
     runners["reference"] = ReferenceTrainer(load_vgg_features_state("vgg16"), style, device)
     tmp = tempfile.mkdtemp(prefix="fastnst-bench-")

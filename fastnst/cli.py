@@ -12,9 +12,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from .commands import COMMANDS
-from .errors import FastNSTError
+from fastnst._version import __version__
+from fastnst.commands import COMMANDS
+from fastnst.utils.errors import FastNSTError
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -30,13 +30,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe(exc: FastNSTError) -> str:
+    """The error's one line, with the flag that changes the outcome when the library names a setting."""
+    if exc.setting is None:
+        return str(exc)
+    return f"{exc} ({exc.action} it with --{exc.setting.replace('_', '-')})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
         return args.handler(args)
     except FastNSTError as exc:
-        print(f"fastnst: error: {exc}", file=sys.stderr)
+        print(f"fastnst: error: {describe(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("fastnst: interrupted", file=sys.stderr)

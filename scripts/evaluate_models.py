@@ -2,8 +2,8 @@
 """Measure every shipped style model on the photos its trainer held out, and check it for artifacts.
 
 For each model, on each held-out photo (every ``holdout_every``-th photo of the sorted training folder, never
-seen in training; shorter side resized to 256 px), the trainer's own content and style losses (fastnst.losses on
-fastnst.vgg, weighted as in the training log) are computed for:
+seen in training; shorter side resized to 256 px), the trainer's own content and style losses (fastnst.perceptual.losses on
+fastnst.perceptual.vgg, weighted as in the training log) are computed for:
 
 - the trained model;
 - the untrained network (the trainer's seeded initialisation: the run at step 0);
@@ -11,7 +11,7 @@ fastnst.vgg, weighted as in the training log) are computed for:
 - the photo itself (no stylization: content loss 0, the photo's own distance to the painting's style).
 
 Checkerboard and border statistics of the trained (and tenth) outputs are compared with the photos' own (see
-fastnst.quality). Writes a JSON (numbers per photo) and a Markdown page with the tables. Example:
+fastnst.training.quality). Writes a JSON (numbers per photo) and a Markdown page with the tables. Example:
 
     nice python scripts/evaluate_models.py models/* --tenth-dir runs/tenth_models \\
         --json benchmarks/results/model_quality.json --markdown docs/quality.md
@@ -33,25 +33,9 @@ import torch
 import torch.nn.functional as F
 from train_zoo import recipe_of  # scripts/ is on sys.path when this file is run
 
-from fastnst.machine import cpu_model
-from fastnst.model_io import load_model
-from fastnst.quality import (
-    BORDER_BAND_FRACTION,
-    BORDER_DETAIL_MAX,
-    BORDER_LUMA_MAX,
-    CHECKERBOARD_MAX,
-    CHECKERBOARD_MIN_LEVELS,
-    EDGE_BINS,
-    EVAL_SHORT_SIDE,
-    ArtifactReport,
-    LossMeter,
-    artifact_report,
-    config_of,
-    heldout_photos,
-    load_eval_image,
-    make_vgg,
-    untrained_network,
-)
+from fastnst.bench.machine import cpu_model
+from fastnst.model.files import load_model
+from fastnst.training.quality import BORDER_BAND_FRACTION, BORDER_DETAIL_MAX, BORDER_LUMA_MAX, CHECKERBOARD_MAX, CHECKERBOARD_MIN_LEVELS, EDGE_BINS, EVAL_SHORT_SIDE, ArtifactReport, LossMeter, artifact_report, config_of, heldout_photos, load_eval_image, make_vgg, untrained_network
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FASTNST_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -217,8 +201,8 @@ def markdown(report: dict) -> str:
         "",
         (f"Every shipped model (`models/<name>/`) measured on the **{n} photos the trainer held out** (every 10th of "
         "the sorted `../shared/data/photos`, never seen in training), resized so the shorter side is "
-        f"{report['eval_short_side']} px, with the **trainer's own loss definitions** (`fastnst.losses` on "
-        "`fastnst.vgg`, VGG16 ImageNet weights in fp32) and the model's own config (content layer, style layers, "
+        f"{report['eval_short_side']} px, with the **trainer's own loss definitions** (`fastnst.perceptual.losses` on "
+        "`fastnst.perceptual.vgg`, VGG16 ImageNet weights in fp32) and the model's own config (content layer, style layers, "
         "weights, style image at `style_size`). Losses are weighted as in the training log "
         "(content_weight·MSE of relu2_2 features; style_weight·Σ over relu1_2…relu4_3 of the MSE between Gram "
         "matrices normalised by C·H·W), averaged over the photos; outputs are clamped to [0, 1] as users get them."),

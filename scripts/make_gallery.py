@@ -22,10 +22,10 @@ import torch
 from make_model_cards import SHARED, painting_info, read_manifest  # scripts/ is on sys.path when run
 from PIL import Image, ImageDraw, ImageFont
 
-from fastnst.images import image_to_tensor, load_rgb, tensor_to_image
-from fastnst.model_io import load_model
-from fastnst.quality import heldout_photos
-from fastnst.stylize import stylize_tensor
+from fastnst.utils.images import image_to_tensor, load_rgb, tensor_to_image
+from fastnst.model.files import load_model
+from fastnst.training.quality import heldout_photos
+from fastnst.runtime.pipeline import stylize_tensor
 
 REPO = Path(__file__).resolve().parents[1]
 # Held-out photos, redistributable (CC0 / public domain), varied subjects: architecture, animal, colour, ruins.

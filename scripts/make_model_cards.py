@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 from train_zoo import RECIPES, recipe_of  # scripts/ is on sys.path when this file is run
 
-from fastnst.data import find_photos, split_holdout
-from fastnst.images import image_to_tensor, load_rgb, resize_max_side, save_image, tensor_to_image
-from fastnst.model_io import load_model
-from fastnst.stylize import stylize_tensor
+from fastnst.training.data import find_photos, split_holdout
+from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side, save_image, tensor_to_image
+from fastnst.model.files import load_model
+from fastnst.runtime.pipeline import stylize_tensor
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FASTNST_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from fastnst.train import export_checkpoint
+from fastnst.training.trainer import export_checkpoint
 
 # Recipes: overrides on top of each style's config. The GPU recipe trains at 256² like Johnson et al.; the CPU
 # recipe uses smaller crops so a 2-core machine finishes a recognisable model in about half an hour.

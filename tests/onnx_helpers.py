@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from fastnst.model_io import ModelInfo, load_model, save_model
-from fastnst.transformer import TransformerNet, TransformerSpec
+from fastnst.model.files import ModelInfo, load_model, save_model
+from fastnst.model.transformer import TransformerNet, TransformerSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((REPO / "samples").glob("*.jpg"))
@@ -52,7 +52,7 @@ def make_photos(folder: Path, count: int = 6) -> list[Path]:
 
 @functools.lru_cache(maxsize=1)
 def tiny_export() -> TinyExport:
-    from fastnst.export import export_onnx, trace
+    from fastnst.export.onnx import export_onnx, trace
 
     root = Path(tempfile.mkdtemp(prefix="fastnst-onnx-tests-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
@@ -75,13 +75,13 @@ def tiny_export() -> TinyExport:
 
 
 def patched_trace(proto: Any, shuffle: Any) -> Any:
-    """A context in which fastnst.export.trace returns copies of already traced graphs (no 10 s re-trace)."""
+    """A context in which fastnst.export.onnx.trace returns copies of already traced graphs (no 10 s re-trace)."""
     from unittest import mock
 
     def fake(model: TransformerNet, *, opset: int = 18, upsample: str = "transposed") -> Any:
         return copy_proto(shuffle if upsample == "shuffle" else proto)
 
-    return mock.patch("fastnst.export.trace", fake)
+    return mock.patch("fastnst.export.onnx.trace", fake)
 
 
 def copy_proto(proto: Any) -> Any:

@@ -7,9 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import FastNSTError
+from fastnst.utils.errors import FastNSTError
 
-SIZE_NAMES = ("256", "512", "1080p", "4k")  # keys of fastnst.benchmark.SIZES (not imported: it needs torch)
+SIZE_NAMES = ("256", "512", "1080p", "4k")  # keys of fastnst.bench.runner.SIZES (not imported: it needs torch)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -43,13 +43,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..atomic import atomic_write_text
-    from ..benchmark import format_table, run_benchmark
+    from fastnst.utils.atomic import atomic_write_text
+    from fastnst.bench.runner import format_table, run_benchmark
 
     if args.quick:
-        import torch
+        from fastnst.utils.device import resolve_device
 
-        gpu = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+        gpu = resolve_device(args.device).type == "cuda"
         # The goals' cases only: 1080p fp16 on GPUs (each TensorRT precision costs an engine build), 512² on CPUs.
         args.sizes = args.sizes or (["1080p"] if gpu else ["512"])
         args.precisions = args.precisions or (["fp16"] if gpu else ["fp32", "int8"])

@@ -6,13 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import FastNSTError
+from fastnst.utils.errors import FastNSTError
 
 PRECISION_CHOICES = ("fp32", "fp16", "int8")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from ..export import DEFAULT_MIN_PSNR, DEFAULT_OPSET, DEFAULT_TOLERANCE
+    from fastnst.export.onnx import DEFAULT_MIN_PSNR, DEFAULT_OPSET, DEFAULT_TOLERANCE
 
     parser = commands.add_parser(
         "export", help="export a model to ONNX (verified against PyTorch)",
@@ -43,7 +43,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def photo_sets(photos: str | None, holdout_every: int | None,
                config: dict[str, object]) -> tuple[list[Path], list[Path], str]:
     """(calibration photos, held-aside photos, where they came from) for an export."""
-    from ..data import find_photos, split_holdout
+    from fastnst.training.data import find_photos, split_holdout
 
     folder = photos or str(config.get("data_dir") or "")
     if not folder or (not photos and not Path(folder).is_dir()):
@@ -56,8 +56,8 @@ def photo_sets(photos: str | None, holdout_every: int | None,
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import ONNX_FILES, export_onnx
-    from ..model_io import find_model, load_model
+    from fastnst.export.onnx import ONNX_FILES, export_onnx
+    from fastnst.model.files import find_model, load_model
 
     if len(args.precision) > 1 and args.output and args.output.endswith(".onnx"):
         raise FastNSTError("several precisions need an output folder, not one .onnx file")

@@ -10,7 +10,7 @@ _FLAG_NAMES = {"style_blend_weights": "--style-weights"}
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from ..optimize_config import SCHEMA
+    from fastnst.optimizer.config import SCHEMA
 
     parser = commands.add_parser(
         "optimize", help="stylize one image by optimising its pixels (Gatys et al.)",
@@ -29,8 +29,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..optimize import Progress, optimize_files
-    from ..optimize_config import SCHEMA, OptimizeOptions
+    from fastnst.optimizer.loop import Progress, optimize_files
+    from fastnst.optimizer.config import SCHEMA, OptimizeOptions
 
     # Checked before anything is loaded: a bad option is one line and exit 1.
     options = OptimizeOptions(**SCHEMA.overrides_from(args))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import FastNSTError
+from fastnst.utils.errors import FastNSTError
 
 EXIT_ERROR = 1
 PRESERVE_COLOR = ("none", "luminance", "histogram")  # = runtime.color.PRESERVE_COLOR_CHOICES (torch-free import)
@@ -59,8 +59,8 @@ def _register_controls(parser: argparse.ArgumentParser) -> None:
 
 def _needs_torch(args: argparse.Namespace, jobs: list, max_pixels: int) -> bool:
     """True when tiles are asked for, or an image is too large to stylize whole (tiles need the torch network)."""
-    from ..runtime.tiling import too_large_for_whole
-    from ..runtime.video import is_video
+    from fastnst.runtime.tiling import too_large_for_whole
+    from fastnst.runtime.video import is_video
 
     if args.tile > 0:
         return True
@@ -68,20 +68,18 @@ def _needs_torch(args: argparse.Namespace, jobs: list, max_pixels: int) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from tqdm import tqdm
 
-    from ..images import DEFAULT_MAX_PIXELS
-    from ..runtime.color import Controls
-    from ..runtime.select import load_backend
-    from ..runtime.video import is_video, probe_video, stylize_video_file
-    from ..stylize import plan_jobs, stylize_file
+    from fastnst.utils.images import DEFAULT_MAX_PIXELS
+    from fastnst.runtime.color import Controls
+    from fastnst.runtime.select import load_backend
+    from fastnst.runtime.video import is_video, probe_video, stylize_video_file
+    from fastnst.runtime.pipeline import plan_jobs, stylize_file
+    from fastnst.utils.device import resolve_device
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise FastNSTError("--device cuda was asked for but no CUDA device is available")
     if args.max_pixels is not None and args.max_pixels < 1:
         raise FastNSTError(f"--max-pixels must be positive, got {args.max_pixels}")
-    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    device = resolve_device(args.device).type
     max_pixels = args.max_pixels if args.max_pixels is not None else DEFAULT_MAX_PIXELS
     controls = Controls(args.strength, args.preserve_color)
     if args.tile < 0 or args.tile_overlap < 0 or args.margin < 0 or args.batch_size < 1:

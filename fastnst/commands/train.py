@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from ..errors import FastNSTError
+from fastnst.utils.errors import FastNSTError
 
 EXIT_INTERRUPTED = 130
 
@@ -16,7 +16,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                                  "(Johnson et al. 2016). Values come from --config, then from the flags below.")
     parser.add_argument("-c", "--config", help="TOML config file (see configs/)")
     parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoints/last.pt")
-    from ..config import SCHEMA
+    from fastnst.training.config import SCHEMA
 
     SCHEMA.add_flags(parser, "config overrides (defaults shown are TrainConfig's)")
     parser.set_defaults(handler=run)
@@ -27,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from ..config import SCHEMA, load_config
-    from ..train import StepReport, Trainer, TrainingStopped
+    from fastnst.training.config import SCHEMA, load_config
+    from fastnst.training.trainer import StepReport, Trainer, TrainingStopped
 
     config = load_config(args.config, SCHEMA.overrides_from(args))
     is_main = int(os.environ.get("RANK", "0")) == 0

@@ -22,7 +22,7 @@ class Backend(Protocol):
 
 def check_batch(batch: torch.Tensor) -> None:
     """Refuse, with one line, anything but a floating [N, 3, H, W] batch (before any backend touches it)."""
-    from ..errors import BackendError
+    from fastnst.utils.errors import BackendError
 
     if not isinstance(batch, torch.Tensor):
         raise BackendError(f"expected a torch.Tensor batch [N, 3, H, W], got {type(batch).__name__}")

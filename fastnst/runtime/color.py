@@ -21,15 +21,14 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
-from ..errors import FastNSTError
+from fastnst.utils.errors import FastNSTError
 
 PreserveColor = Literal["none", "luminance", "histogram"]
 PRESERVE_COLOR_CHOICES: tuple[str, ...] = get_args(PreserveColor)
 LEVELS = 256  # histogram bins: the 8-bit levels results are saved with
 
-# BT.601 full-range RGB → YCbCr (JPEG's); the offsets of Cb and Cr cancel out because we only ever swap channels.
+# BT.601 full-range RGB → YCbCr (JPEG's); only its luma row is used, and the inverse's luma column is all ones.
 _RGB_TO_YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
-_YCC_TO_RGB = torch.linalg.inv(_RGB_TO_YCC)
 
 
 @dataclass(frozen=True)
@@ -53,11 +52,6 @@ class Controls:
         return self.strength == 1.0 and self.preserve_color == "none"
 
 
-def _mix(matrix: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """Apply a 3×3 colour matrix to [N, 3, H, W]."""
-    return torch.einsum("ij,njhw->nihw", matrix.to(image), image)
-
-
 def blend(stylized: torch.Tensor, original: torch.Tensor, strength: float) -> torch.Tensor:
     """``strength * stylized + (1 - strength) * original`` (a new tensor)."""
     if strength == 1.0:
@@ -66,10 +60,14 @@ def blend(stylized: torch.Tensor, original: torch.Tensor, strength: float) -> to
 
 
 def transfer_luminance(stylized: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-    """Luma (Y) of ``stylized`` with the chroma (Cb, Cr) of ``original``, clamped to [0, 1]."""
-    ycc = _mix(_RGB_TO_YCC, original)
-    ycc[:, :1] = _mix(_RGB_TO_YCC[:1], stylized)
-    return _mix(_YCC_TO_RGB, ycc).clamp_(0, 1)
+    """Luma (Y) of ``stylized`` with the chroma (Cb, Cr) of ``original``, clamped to [0, 1].
+
+    YCbCr → RGB has coefficient 1 on Y in every channel, so swapping the luma is adding the luma difference to each
+    channel of the original: one weighted sum instead of two colour-space conversions.
+    """
+    luma = _RGB_TO_YCC[0].to(stylized).view(1, 3, 1, 1)
+    difference = ((stylized - original) * luma).sum(dim=1, keepdim=True)  # [N, 1, H, W]
+    return (original + difference).clamp_(0.0, 1.0)
 
 
 def channel_histograms(image: torch.Tensor) -> torch.Tensor:

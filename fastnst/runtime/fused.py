@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..transformer import MIN_INTERNAL_SIDE, PIXEL_SCALE, SIZE_MULTIPLE, TransformerNet
+from fastnst.model.transformer import MIN_INTERNAL_SIDE, PIXEL_SCALE, SIZE_MULTIPLE, TransformerNet
 
 # Column groups of the last conv: 9 kernel columns → 5 groups of 2 (the 10th column is zero); 5 × 3 colours =
 # 15 output channels, padded to 16, the NCHWc block size of AVX-512 and a multiple of AVX2's 8.

@@ -17,10 +17,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import BackendError
-from ..transformer import MIN_INTERNAL_SIDE
-from .base import check_batch
-from .fused import pad_for_network
+from fastnst.utils.cache import default_cache_dir
+from fastnst.utils.device import cuda_available
+from fastnst.utils.errors import BackendError, first_line
+from fastnst.model.files import ONNX_FORMAT
+from fastnst.model.files import ONNX_INPUT as INPUT_NAME
+from fastnst.model.files import ONNX_OUTPUT as OUTPUT_NAME
+from fastnst.model.transformer import MIN_INTERNAL_SIDE
+from fastnst.runtime.base import check_batch
+from fastnst.runtime.fused import pad_for_network
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +33,6 @@ TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 PROVIDER_ORDER = (TENSORRT, CUDA, CPU)
-ONNX_FORMAT = "fastnst-transformer-onnx"  # the same value as fastnst.export.ONNX_FORMAT (no torch.onnx import)
-INPUT_NAME, OUTPUT_NAME = "image", "stylized"
 # TensorRT builds one engine per shape range; one range covering photos up to 4K in either orientation and
 # optimised for 1080p video frames avoids rebuilding (minutes) for every new photo size.
 TRT_PROFILE = {"min": "1x3x16x16", "opt": "1x3x1080x1920", "max": "1x3x3840x3840"}
@@ -74,8 +77,6 @@ def make_session(model: bytes | str | os.PathLike[str], providers: list[Any] | N
 
 def _trt_cache_dir() -> Path:
     """Where TensorRT engines are cached (created when TensorRT is actually tried)."""
-    from ..weights import default_cache_dir
-
     return default_cache_dir() / "tensorrt"
 
 
@@ -152,7 +153,7 @@ class OnnxBackend:
                                "bf16 needs the torch backend")
         if self.precision != file_precision and not (self.precision == "fp16" and file_precision == "fp32"):
             raise BackendError(f"{self.path} is a {file_precision} model; it cannot run as {self.precision}")
-        if device == "auto" and not _has_cuda():
+        if device == "auto" and not cuda_available():
             device = "cpu"  # no GPU: do not make ONNX Runtime load (and fail on) the CUDA libraries
         failures: list[str] = []
         self.session = None
@@ -178,7 +179,7 @@ class OnnxBackend:
                     fallback = [CPU] if name != CPU else []  # for any node the provider cannot run
                     session = make_session(source, providers=[(name, options), *fallback], threads=threads)
                 except Exception as exc:  # noqa: BLE001 - any failure means: try the next provider
-                    failures.append(f"{name} failed: {_first_line(exc)}")
+                    failures.append(f"{name} failed: {first_line(exc)}")
                     continue
                 if session.get_providers()[0] != name:
                     failures.append(f"{name} unavailable")
@@ -210,7 +211,7 @@ def _fp16_in_memory(path: Path) -> bytes:
     try:
         import onnx
 
-        from ..quantize import convert_fp16
+        from fastnst.runtime.fp16 import convert_fp16
     except ImportError as exc:
         raise BackendError(f"running {path.name} in fp16 needs the onnx package ({exc}) or a model.fp16.onnx "
                            "from `fastnst export --precision fp16`") from None
@@ -226,13 +227,6 @@ def _preload_cuda_libraries(ort: Any) -> None:
     try:
         preload()
     except Exception as exc:  # noqa: BLE001 - a library it cannot load shows up as the provider's own failure
-        log.debug("onnxruntime.preload_dlls: %s", _first_line(exc))
+        log.debug("onnxruntime.preload_dlls: %s", first_line(exc))
 
 
-def _has_cuda() -> bool:
-    return bool(torch.cuda.is_available())
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]

@@ -15,11 +15,10 @@ import logging
 import os
 from pathlib import Path
 
-from ..errors import BackendError
-from ..export import ONNX_FILES
-from ..model_io import ModelInfo, find_model, load_model
-from ..transformer import TransformerSpec
-from .base import Backend
+from fastnst.utils.errors import BackendError
+from fastnst.model.files import ONNX_FILES, ModelInfo, find_model, load_model
+from fastnst.model.transformer import TransformerSpec
+from fastnst.runtime.base import Backend
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,8 @@ def load_backend(model: str | os.PathLike[str], *, backend: str = "auto", precis
 
     ``compile`` (torch.compile) needs the torch backend, so with ``backend="auto"`` it picks PyTorch.
     """
-    from .torch_backend import TorchBackend, default_precision, resolve_device
+    from fastnst.runtime.torch_backend import TorchBackend
+    from fastnst.utils.device import default_inference_precision, resolve_device
 
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -55,9 +55,9 @@ def load_backend(model: str | os.PathLike[str], *, backend: str = "auto", precis
         raise BackendError("bf16 runs on the torch backend only; ONNX Runtime runs fp32, fp16 and int8")
     if compile:
         if backend == "onnxruntime" or str(model).endswith(".onnx"):
-            raise BackendError("--compile is for the torch backend (ONNX Runtime optimises its graph itself)")
+            raise BackendError("torch.compile is for the torch backend (ONNX Runtime optimises its graph itself)", setting="backend")
         if precision == "int8":
-            raise BackendError("int8 runs on the onnxruntime backend only, which --compile does not apply to")
+            raise BackendError("int8 runs on the onnxruntime backend only, which torch.compile does not apply to")
         backend = "torch"
     target = resolve_device(device)  # refuses cuda without a GPU, for both backends
     if str(model).endswith(".onnx"):
@@ -66,7 +66,7 @@ def load_backend(model: str | os.PathLike[str], *, backend: str = "auto", precis
         # An ONNX file runs in its own precision unless one is asked for.
         return _onnx(Path(model), None if precision == "auto" else precision, device, threads)
     if precision == "auto":
-        precision = default_precision(target)
+        precision = default_inference_precision(target)
 
     weights = find_model(model)
     exported = onnx_file(weights.parent, precision)
@@ -94,7 +94,7 @@ def load_backend(model: str | os.PathLike[str], *, backend: str = "auto", precis
 
 
 def _onnx(path: Path, precision: str | None, device: str, threads: int | None) -> tuple[Backend, ModelInfo]:
-    from .onnx_backend import OnnxBackend
+    from fastnst.runtime.onnx_backend import OnnxBackend
 
     runner = OnnxBackend(path, precision=precision, device=device, threads=threads)
     meta = runner.metadata

@@ -6,7 +6,7 @@ Naive tiles disagree for two reasons, and each has its fix here:
    (hard seams). Statistics of a downscaled copy do not help much either: the network sees texture at another
    scale, and on a 1024² photo stats from a 512² copy gave 21 dB PSNR against the whole-image result. So the
    network is run *layer by layer*: each norm layer's statistics are measured exactly over the whole image, tile
-   by tile (:class:`~fastnst.norm_stats.RunningMoments`), before any tile is normalised with them. The layers
+   by tile (:class:`~fastnst.model.norm_stats.RunningMoments`), before any tile is normalised with them. The layers
    before the residual blocks (full, 1/2 resolution) are recomputed per measurement instead of stored; the
    1/4-resolution residual stream (128 channels) is kept whole, in float16 when float32 would not fit the memory
    budget.
@@ -22,7 +22,7 @@ float16) and one tile; the whole-image pass needs ~1000 bytes/pixel. Compute: ~1
 encoder and decoder prefixes are rerun to measure statistics layer by layer). ``benchmarks/tiling_memory.py``
 measures an 8K photo.
 
-This needs the PyTorch network itself (:class:`~fastnst.transformer.TransformerNet`): an ONNX Runtime session
+This needs the PyTorch network itself (:class:`~fastnst.model.transformer.TransformerNet`): an ONNX Runtime session
 cannot be run layer by layer with foreign statistics, and independent tiles seam, so other stylizers are only
 run whole (see :func:`stylize_image`).
 """
@@ -40,12 +40,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ..errors import FastNSTError
-from ..norm_stats import LayerStats, RunningMoments, StatInstanceNorm2d
-from ..transformer import PIXEL_SCALE, SIZE_MULTIPLE, ConvLayer, TransformerNet
-from .base import Backend
-from .color import Controls, apply_controls, apply_lut_u8, blend, channel_histograms, histogram_lut
-from .margin import DEFAULT_MARGIN, add_image_margin, add_margin, crop_image_margin, crop_margin, margin_for
+from fastnst.utils.errors import FastNSTError
+from fastnst.model.norm_stats import LayerStats, RunningMoments, StatInstanceNorm2d
+from fastnst.model.transformer import PIXEL_SCALE, SIZE_MULTIPLE, ConvLayer, TransformerNet
+from fastnst.runtime.base import Backend
+from fastnst.runtime.color import Controls, apply_controls, apply_lut_u8, blend, channel_histograms, histogram_lut
+from fastnst.runtime.margin import DEFAULT_MARGIN, add_image_margin, add_margin, crop_image_margin, crop_margin, margin_for
 
 Progress = Callable[[int], None]  # called with the number of tile runs just finished (total: count_tile_runs)
 Storage = Literal["auto", "float32", "float16"]

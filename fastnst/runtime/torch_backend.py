@@ -11,10 +11,11 @@ import contextlib
 
 import torch
 
-from ..errors import BackendError
-from ..transformer import MIN_INTERNAL_SIDE, TransformerNet
-from .base import check_batch
-from .fused import FusedTransformer, pad_for_network
+from fastnst.utils.device import default_inference_precision, resolve_device
+from fastnst.utils.errors import BackendError
+from fastnst.model.transformer import MIN_INTERNAL_SIDE, TransformerNet
+from fastnst.runtime.base import check_batch
+from fastnst.runtime.fused import FusedTransformer, pad_for_network
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TORCH_PRECISIONS = tuple(_DTYPES)
@@ -25,23 +26,6 @@ TORCH_PRECISIONS = tuple(_DTYPES)
 # 2-core EPYC: 648 ms eager, ≈400 ms compiled, ≈780 ms the reference).
 COMPILE_SETTINGS: dict[str, dict] = {"cuda": {"mode": "max-autotune-no-cudagraphs"},
                                      "cpu": {"options": {"freezing": True}}}
-
-
-def resolve_device(device: str) -> torch.device:
-    """"auto" → CUDA when present, else CPU; an explicit "cuda" without a GPU is refused."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise BackendError("device cuda was asked for but no CUDA device is available")
-    if resolved.type not in ("cpu", "cuda"):
-        raise BackendError(f"unknown device {device!r}; choose auto, cpu or cuda")
-    return resolved
-
-
-def default_precision(device: torch.device) -> str:
-    """fp16 on GPUs (tensor cores; the models were trained under bf16 autocast), fp32 on CPUs."""
-    return "fp16" if device.type == "cuda" else "fp32"
 
 
 class TorchBackend:
@@ -56,7 +40,7 @@ class TorchBackend:
     def __init__(self, model: TransformerNet, *, device: str = "auto", precision: str = "auto",
                  channels_last: bool | None = None, fused: bool = True, compile: bool = False) -> None:
         target = resolve_device(device)
-        precision = default_precision(target) if precision == "auto" else precision
+        precision = default_inference_precision(target) if precision == "auto" else precision
         if precision == "int8":
             raise BackendError("int8 runs on the onnxruntime backend only (make the model with "
                                "`fastnst export --precision int8`)")

@@ -11,7 +11,7 @@ Flicker: a feed-forward style network redraws its texture in every frame, so sen
 make the strokes shimmer. :class:`TemporalBlend` (``--flicker-reduction``) carries the previous output over
 where the input did not change, per pixel, and takes the new one where it did (no ghosting on motion); see
 ``benchmarks/flicker.py`` for the measured :func:`flicker_ratio`. Smoothing the instance-norm statistics over
-frames (:func:`model_stylizer` ``smoothing``, :func:`fastnst.norm_stats.smoothed_stats`) was measured too and
+frames (:func:`model_stylizer` ``smoothing``, :func:`fastnst.model.norm_stats.smoothed_stats`) was measured too and
 changes it by a few per cent only: the statistics are not what flickers.
 """
 
@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
-from ..errors import VideoError
-from ..norm_stats import smoothed_stats
-from ..transformer import TransformerNet
-from .base import Backend
-from .margin import DEFAULT_MARGIN, with_margin
-from .color import Controls, apply_controls
+from fastnst.utils.atomic import atomic_path
+from fastnst.utils.errors import VideoError, first_line
+from fastnst.model.norm_stats import smoothed_stats
+from fastnst.model.transformer import TransformerNet
+from fastnst.runtime.base import Backend
+from fastnst.runtime.margin import DEFAULT_MARGIN, with_margin
+from fastnst.runtime.color import Controls, apply_controls
 
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi"})
 """Lower-case suffixes treated as videos (input and output)."""
@@ -85,14 +85,13 @@ def _av():  # type: ignore[no-untyped-def]
     """PyAV, imported on first use so image-only runs never load FFmpeg."""
     try:
         import av
-    except ImportError:  # pragma: no cover - av is a main dependency
-        raise VideoError("video needs PyAV: pip install av") from None
+    except ImportError:
+        raise VideoError('video needs the video extra: pip install "fastnst[video]"') from None
     return av
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text.rstrip(".")
+    return first_line(exc).rstrip(".")
 
 
 @contextlib.contextmanager
@@ -260,8 +259,8 @@ def stylize_video(source: str | os.PathLike[str], target: str | os.PathLike[str]
     with _open_input(src) as reader:
         info = _info(src, reader)
         if max_pixels is not None and info.width * info.height > max_pixels:
-            raise VideoError(f"{src}: frames of {info.width}×{info.height} are over the limit of {max_pixels} pixels "
-                             "(raise it with --max-pixels)")
+            raise VideoError(f"{src}: frames of {info.width}×{info.height} are over the limit of {max_pixels} pixels",
+                             setting="max_pixels", action="raise")
         if src.resolve() == dst.resolve():
             raise VideoError(f"{dst} is the input; write the result to another file")
         in_video = reader.streams.video[0]  # type: ignore[attr-defined]

@@ -7,14 +7,14 @@ FastAPI installed can use the rest of fastnst.
 
 from typing import Any
 
-from .settings import ServerSettings, load_settings
+from fastnst.server.settings import ServerSettings, load_settings
 
 __all__ = ["ServerSettings", "create_app", "load_settings"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "create_app":
-        from .app import create_app
+        from fastnst.server.app import create_app
 
         return create_app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,19 +32,20 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
-from .. import __version__
-from ..errors import ImageError
-from ..images import image_to_tensor, open_image_bytes, resize_max_side, tensor_to_image
-from ..runtime.color import Controls, apply_controls
-from ..runtime.margin import add_margin
-from .backends import load_backend, resolve_device
-from .batching import BatcherClosed, DynamicBatcher, QueueFull, bucket_for, pad_to
-from .errors import ApiError, error_response, image_error, install_error_handlers
-from .metrics import MetricsMiddleware, ServerMetrics
-from .postprocess import EXTENSIONS, MEDIA_TYPES, encode_image
-from .registry import STATIC_DIR, BackendFactory, Registry, discover_models
-from .schemas import OPTION_NAMES, ErrorBody, Health, ModelCard, ModelList, Ready, StylizeOptions, option_schemas
-from .settings import API_KEY_HEADER, ServerSettings
+from fastnst._version import __version__
+from fastnst.utils.errors import ImageError
+from fastnst.utils.images import image_to_tensor, open_image_bytes, resize_max_side, tensor_to_image
+from fastnst.runtime.color import Controls, apply_controls
+from fastnst.runtime.margin import add_margin
+from fastnst.server.backends import load_backend
+from fastnst.utils.device import resolve_device
+from fastnst.server.batching import BatcherClosed, DynamicBatcher, QueueFull, bucket_for, pad_to
+from fastnst.server.errors import ApiError, error_response, image_error, install_error_handlers
+from fastnst.server.metrics import MetricsMiddleware, ServerMetrics
+from fastnst.server.postprocess import EXTENSIONS, MEDIA_TYPES, encode_image
+from fastnst.server.registry import STATIC_DIR, BackendFactory, Registry, discover_models
+from fastnst.server.schemas import OPTION_NAMES, ErrorBody, Health, ModelCard, ModelList, Ready, StylizeOptions, option_schemas
+from fastnst.server.settings import API_KEY_HEADER, ServerSettings
 
 log = logging.getLogger("fastnst.server")
 
@@ -101,7 +102,7 @@ def create_app(settings: ServerSettings | None = None, *, backend_factory: Backe
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         folders = discover_models(settings.models)
         state.registry, state.draining, state.admitted = Registry(), False, 0  # the app may be started again
-        state.device = resolve_device(settings.device)
+        state.device = resolve_device(settings.device).type
         if settings.threads:
             torch.set_num_threads(settings.threads)
         state.batcher = DynamicBatcher(lambda key, batch: _run_batch(state, key, batch),

@@ -8,18 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from ..model_io import ModelInfo
-from ..runtime.base import Backend
-from ..runtime.select import load_backend as load_runtime_backend
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` picks CUDA when present; an explicit ``cuda`` without a GPU is the caller's error to report."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+from fastnst.model.files import ModelInfo
+from fastnst.runtime.base import Backend
+from fastnst.runtime.select import load_backend as load_runtime_backend
 
 
 def load_backend(weights: Path, device: str) -> tuple[Backend, ModelInfo]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..transformer import MIN_INTERNAL_SIDE, SIZE_MULTIPLE
+from fastnst.model.transformer import MIN_INTERNAL_SIDE, SIZE_MULTIPLE
 
 RunBatch = Callable[[Hashable, torch.Tensor], torch.Tensor]
 """(key, batch [N, 3, H, W]) -> stylized batch of the same shape; called on the inference thread."""

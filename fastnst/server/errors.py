@@ -1,6 +1,6 @@
 """HTTP errors: every failure leaves the server as JSON ``{"error": code, "detail": one line}``, never a traceback.
 
-The library raises :class:`~fastnst.errors.FastNSTError` subclasses; this is the one place that turns them (and
+The library raises :class:`~fastnst.utils.errors.FastNSTError` subclasses; this is the one place that turns them (and
 FastAPI's own 404/405/422) into status codes, as the design notes ask.
 """
 
@@ -14,8 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import ImageError, ImageTooLargeError, NotAnImageError
-from .schemas import ErrorBody
+from fastnst.utils.errors import ImageError, ImageTooLargeError, NotAnImageError
+from fastnst.server.schemas import ErrorBody
 
 log = logging.getLogger("fastnst.server")
 
@@ -48,8 +48,8 @@ def image_error(exc: ImageError) -> ApiError:
     if isinstance(exc, NotAnImageError):
         return ApiError(415, message)
     if isinstance(exc, ImageTooLargeError):
-        # images.py phrases the cap for the CLI; an HTTP client cannot raise it, only send a smaller image.
-        return ApiError(413, message.replace("(raise it with --max-pixels)", "(send a smaller image)"))
+        # An HTTP client cannot raise the server's cap, only send a smaller image.
+        return ApiError(413, f"{message} (send a smaller image)")
     return ApiError(400, message)
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ConfigError
-from ..runtime.margin import DEFAULT_MARGIN
-from ..typed_config import Schema, option, read_toml, resolve_path
+from fastnst.utils.errors import ConfigError
+from fastnst.runtime.margin import DEFAULT_MARGIN
+from fastnst.utils.typed_config import Schema, option, read_toml, resolve_path
 
 Device = Literal["auto", "cpu", "cuda"]
 API_KEY_ENV = "FASTNST_API_KEY"

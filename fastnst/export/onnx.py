@@ -1,0 +1,247 @@
+"""Export a trained transform network to ONNX, and prove that the file computes what PyTorch computes.
+
+One function, :func:`export_onnx`, does the whole job (timm ``utils/onnx.py`` is the model): the public
+``torch.onnx.export`` on :class:`~fastnst.runtime.fused.FusedTransformer` (the same function as TransformerNet,
+with fewer operations), named input ``image`` and output ``stylized`` with dynamic batch, height and width, the
+model's metadata written into the file, ``onnx.checker`` with ``full_check``, and a comparison of ONNX Runtime
+against PyTorch on random and real images. A maximum difference above the tolerance fails the export and leaves
+no file. Reduced precisions (fp16 weights, int8 — see :mod:`fastnst.export.quantize`) are instead judged by their PSNR
+against the fp32 model's output on held-aside photos, and refused below a threshold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from fastnst._version import __version__
+from fastnst.utils.atomic import atomic_path
+from fastnst.utils.errors import ExportError, first_line
+from fastnst.model.files import ONNX_FILES, ONNX_FORMAT, ONNX_INPUT, ONNX_OUTPUT, ModelInfo
+from fastnst.model.transformer import MIN_INTERNAL_SIDE, TransformerNet
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["fp32", "fp16", "int8"]
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+INPUT_NAME, OUTPUT_NAME = ONNX_INPUT, ONNX_OUTPUT
+DYNAMIC_AXES = ("batch", "height", "width")
+MIN_OPSET = 17  # InstanceNormalization, Pad with reflect mode and all ops used are stable since 13; 17 is the floor
+DEFAULT_OPSET = 18  # the dynamo exporter's native opset
+DEFAULT_TOLERANCE = 1e-4
+"""Largest accepted |ONNX Runtime − PyTorch| on [0, 1] outputs: 1/40 of an 8-bit step. Observed: ≈1e-6."""
+DEFAULT_MIN_PSNR = 35.0
+"""Reduced-precision models below this PSNR (dB) against fp32 on held-aside photos are refused."""
+VERIFY_MAX_SIDE = 256  # real images are downscaled to this for the PyTorch comparison (the error does not grow)
+RANDOM_SHAPES: tuple[tuple[int, int, int, int], ...] = ((1, 3, 64, 64), (2, 3, 45, 70), (1, 3, 16, 19))
+"""Random verification batches: a plain size, a batch of 2 at sizes not divisible by 4, and the smallest side."""
+
+
+@dataclass(frozen=True)
+class Verification:
+    """ONNX Runtime against PyTorch (fp32): the largest absolute difference over all checked images."""
+
+    max_abs_error: float
+    random_images: int
+    real_images: int
+    tolerance: float
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_onnx` wrote and how it was checked."""
+
+    path: Path
+    precision: str
+    opset: int
+    size_bytes: int
+    seconds: float
+    verification: Verification  # of the fp32 graph the file was made from
+    quality: Any = None  # fastnst.export.quantize.QualityReport for fp16/int8
+
+
+def export_onnx(model: TransformerNet, info: ModelInfo, path: str | os.PathLike[str], *,
+                precision: Precision = "fp32", opset: int = DEFAULT_OPSET, tolerance: float = DEFAULT_TOLERANCE,
+                check_images: Sequence[str | os.PathLike[str]] = (),
+                calibration_photos: Sequence[str | os.PathLike[str]] = (),
+                evaluation_photos: Sequence[str | os.PathLike[str]] = (),
+                min_psnr: float = DEFAULT_MIN_PSNR, eval_max_side: int = 512) -> ExportResult:
+    """Export ``model`` to ``path`` (written atomically, only once every check passed).
+
+    ``check_images``: real photos for the PyTorch comparison (besides fixed random batches).
+    ``calibration_photos`` (int8) and ``evaluation_photos`` (fp16, int8): photos to calibrate activation ranges
+    on and held-aside photos to measure PSNR on; keep them disjoint (see :func:`fastnst.training.data.split_holdout`).
+    Raises ExportError when a check fails, naming the number that failed.
+    """
+    from fastnst.export import quantize
+    from fastnst.runtime.fp16 import convert_fp16  # onnx / onnxruntime are imported by the functions that need them
+
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset {opset} is too old; fastnst exports opset {MIN_OPSET} or newer")
+    if precision != "fp32" and not evaluation_photos:
+        raise ExportError(f"a {precision} export needs held-aside photos to measure its PSNR against fp32")
+    if precision == "int8" and not calibration_photos:
+        raise ExportError("an int8 export needs calibration photos")
+    started = time.perf_counter()
+    model = model.float().cpu().eval()
+    # int8: ONNX Runtime quantizes plain convolutions only, so upsampling uses the pixel-shuffle form.
+    upsample = "shuffle" if precision == "int8" else "transposed"
+    proto = trace(model, opset=opset, upsample=upsample)
+    verification = verify_against_torch(proto.SerializeToString(), model, check_images, tolerance)
+    quality = None
+    if precision != "fp32":
+        if precision == "fp16":
+            reduced = convert_fp16(proto)
+        else:
+            reduced = quantize.quantize_int8(proto, calibration_photos)
+        quality = quantize.psnr_report(proto.SerializeToString(), reduced.SerializeToString(), evaluation_photos,
+                                       max_side=eval_max_side)
+        if quality.psnr_mean < min_psnr:
+            raise ExportError(f"the {precision} model reaches {quality.psnr_mean:.1f} dB PSNR against fp32 "
+                              f"(worst photo {quality.psnr_min:.1f} dB) on {quality.photos} held-aside photos, "
+                              f"below the {min_psnr:g} dB threshold; not written")
+        proto = reduced
+    add_metadata(proto, info, precision=precision, checks={
+        "verification": asdict(verification),
+        **({"quality": asdict(quality), "min_psnr_db": min_psnr} if quality is not None else {}),
+    })
+    import onnx
+
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ExportError(f"the exported graph fails onnx.checker: {first_line(exc)}") from None
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        onnx.save_model(proto, str(tmp))
+    return ExportResult(path=target, precision=precision, opset=opset, size_bytes=target.stat().st_size,
+                        seconds=time.perf_counter() - started, verification=verification, quality=quality)
+
+
+def trace(model: TransformerNet, *, opset: int = DEFAULT_OPSET, upsample: str = "transposed") -> Any:
+    """``torch.onnx.export`` of the fused network → onnx.ModelProto with named, dynamic inputs and outputs."""
+    from fastnst.runtime.fused import FusedTransformer
+
+    fused = FusedTransformer(model, upsample=upsample).eval()
+    dims = {0: torch.export.Dim(DYNAMIC_AXES[0], min=1),
+            2: torch.export.Dim(DYNAMIC_AXES[1], min=MIN_INTERNAL_SIDE),
+            3: torch.export.Dim(DYNAMIC_AXES[2], min=MIN_INTERNAL_SIDE)}
+    example = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    # The exporter reports progress on stdout and warns about its internals; the library stays quiet.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), _quiet_loggers("onnxscript", "onnx_ir"):
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(fused, (example,), None, input_names=[INPUT_NAME],
+                                        output_names=[OUTPUT_NAME], dynamic_shapes={"image": dims},
+                                        opset_version=opset, dynamo=True, verbose=False)
+        except ImportError as exc:
+            raise ExportError(f"ONNX export needs the onnx and onnxscript packages ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - exporter failures come in many types; one line for the user
+            raise ExportError(f"torch.onnx.export failed: {first_line(exc)}") from None
+    proto = program.model_proto
+    # The exporter names output dimensions with sympy expressions of the input's; they are the input's.
+    for value in (*proto.graph.input, *proto.graph.output):
+        shape = value.type.tensor_type.shape
+        for index, axis in ((0, DYNAMIC_AXES[0]), (2, DYNAMIC_AXES[1]), (3, DYNAMIC_AXES[2])):
+            shape.dim[index].Clear()
+            shape.dim[index].dim_param = axis
+    return proto
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """Raise the exporter's chatty loggers (INFO per rewrite rule) to WARNING for the duration."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def add_metadata(proto: Any, info: ModelInfo, *, precision: str, checks: dict[str, Any]) -> None:
+    """Write what a consumer of the file needs to know into its ``metadata_props`` (replacing earlier ones)."""
+    meta = dict(info.metadata)
+    values = {
+        "fastnst.format": ONNX_FORMAT,
+        "fastnst.version": __version__,
+        "fastnst.style": info.name,
+        "fastnst.precision": precision,
+        "fastnst.input": f"{INPUT_NAME}: float32 [N, 3, H, W], RGB in [0, 1], H and W >= {MIN_INTERNAL_SIDE} "
+                         "(sizes not divisible by 4 are padded inside and cropped back)",
+        "fastnst.output": f"{OUTPUT_NAME}: float32 [N, 3, H, W], RGB clamped to [0, 1], the input's size",
+        "fastnst.spec": json.dumps(info.spec.to_dict()),
+        "fastnst.training_config": json.dumps(meta.pop("config", {}), sort_keys=True),
+        "fastnst.model_card": json.dumps(meta, sort_keys=True),
+        "fastnst.checks": json.dumps(checks, sort_keys=True),
+    }
+    kept = [p for p in proto.metadata_props if not p.key.startswith("fastnst.")]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for key, value in values.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.doc_string = (f"fastnst {__version__} style network '{info.name}' ({precision}); "
+                        "see the fastnst.* metadata for inputs, outputs and training")
+    proto.producer_name = "fastnst"
+    proto.producer_version = __version__
+
+
+def verify_against_torch(onnx_model: bytes | str | os.PathLike[str], model: TransformerNet,
+                         images: Sequence[str | os.PathLike[str]] = (),
+                         tolerance: float = DEFAULT_TOLERANCE) -> Verification:
+    """Compare ONNX Runtime (CPU, all graph optimisations, as the backend runs it) with PyTorch fp32.
+
+    Raises ExportError when the largest absolute difference exceeds ``tolerance``.
+    """
+    from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side
+    from fastnst.runtime.onnx_backend import make_session
+
+    session = make_session(onnx_model, providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.rand(*shape, generator=gen) for shape in RANDOM_SHAPES]
+    batches += [image_to_tensor(resize_max_side(load_rgb(path), VERIFY_MAX_SIDE)) for path in images]
+    worst = 0.0
+    with torch.inference_mode():
+        for batch in batches:
+            expected = model(batch).clamp(0, 1).numpy()
+            got = session.run(None, {INPUT_NAME: batch.numpy()})[0]
+            if got.shape != expected.shape:
+                raise ExportError(f"ONNX output shape {list(got.shape)} differs from PyTorch's "
+                                  f"{list(expected.shape)} for input {list(batch.shape)}")
+            worst = max(worst, float(np.abs(got - expected).max()))
+    if not worst <= tolerance:  # also catches NaN
+        raise ExportError(f"ONNX Runtime differs from PyTorch by up to {worst:.3g} (tolerance {tolerance:g}); "
+                          "export refused")
+    return Verification(max_abs_error=worst, random_images=sum(b.shape[0] for b in batches[:len(RANDOM_SHAPES)]),
+                        real_images=len(images), tolerance=tolerance)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``fastnst.*`` metadata of an ONNX file, read without loading its weights into a session."""
+    import onnx
+
+    proto = onnx.load_model(str(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props if p.key.startswith("fastnst.")}
+
+
+def default_output(model_file: Path, precision: str) -> Path:
+    """Where an export goes by default: beside the model's weights, named by precision."""
+    return model_file.parent / ONNX_FILES[precision]

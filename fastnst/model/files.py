@@ -1,0 +1,129 @@
+"""Trained model files: ``model.safetensors`` (weights) plus ``model.json`` (style, architecture, recipe, losses).
+
+safetensors cannot run code when loaded, and the JSON records the weights' SHA-256 so a modified or truncated
+file is refused with a clear message instead of producing garbage images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from fastnst._version import __version__
+from fastnst.utils.atomic import atomic_path, atomic_write_text
+from fastnst.utils.errors import CheckpointError
+from fastnst.utils.hashing import sha256_file
+from fastnst.model.transformer import TransformerNet, TransformerSpec
+
+WEIGHTS_FILE = "model.safetensors"
+METADATA_FILE = "model.json"
+ONNX_FILES: dict[str, str] = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+"""File names of the ONNX exports inside a model folder, by precision."""
+ONNX_FORMAT = "fastnst-transformer-onnx"
+"""``fastnst.format`` metadata value of an ONNX export: what the runtime checks before it trusts a file."""
+ONNX_INPUT, ONNX_OUTPUT = "image", "stylized"
+"""Names of the exported graph's input and output."""
+MODEL_SEARCH_ENV = "FASTNST_MODELS"
+
+
+@dataclass
+class ModelInfo:
+    """What a model file says about itself."""
+
+    name: str
+    spec: TransformerSpec
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def save_model(model: TransformerNet, folder: str | os.PathLike[str], metadata: dict[str, Any]) -> Path:
+    """Write weights and metadata into ``folder`` atomically; returns the weights path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights_path = folder / WEIGHTS_FILE
+    state = {key: value.detach().float().contiguous().cpu() for key, value in model.state_dict().items()}
+    header = {"format": "fastnst-transformer", "spec": json.dumps(model.spec.to_dict())}
+    with atomic_path(weights_path) as tmp:
+        save_file(state, str(tmp), metadata=header)
+    meta = {
+        "format": "fastnst-transformer",
+        "fastnst_version": __version__,
+        "spec": model.spec.to_dict(),
+        "parameters": sum(v.numel() for v in state.values()),
+        **metadata,
+        "sha256": sha256_file(weights_path),
+    }
+    atomic_write_text(folder / METADATA_FILE, json.dumps(meta, indent=2, sort_keys=False) + "\n")
+    return weights_path
+
+
+def find_model(name_or_path: str | os.PathLike[str]) -> Path:
+    """Resolve a model argument: a folder, a .safetensors file, or a name under ./models or $FASTNST_MODELS."""
+    candidate = Path(name_or_path)
+    if candidate.is_dir():
+        candidate = candidate / WEIGHTS_FILE
+    if candidate.is_file():
+        return candidate
+    roots = [Path(p) for p in os.environ.get(MODEL_SEARCH_ENV, "").split(os.pathsep) if p] + [Path("models")]
+    for root in roots:
+        weights = root / str(name_or_path) / WEIGHTS_FILE
+        if weights.is_file():
+            return weights
+    available = sorted({p.parent.name for root in roots if root.is_dir() for p in root.glob(f"*/{WEIGHTS_FILE}")})
+    hint = f"; available: {', '.join(available)}" if available else ""
+    raise CheckpointError(f"model '{name_or_path}' not found (a folder, a .safetensors file, or a name{hint})")
+
+
+def load_model(name_or_path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[TransformerNet, ModelInfo]:
+    """Load a trained transform network, verifying its integrity and architecture."""
+    weights_path = find_model(name_or_path)
+    meta_path = weights_path.with_name(METADATA_FILE)
+    metadata: dict[str, Any] = {}
+    if meta_path.is_file():
+        try:
+            metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{meta_path} is not valid JSON ({exc})") from None
+        expected = metadata.get("sha256")
+        if expected and sha256_file(weights_path) != expected:
+            raise CheckpointError(f"{weights_path} does not match the SHA-256 in {meta_path}: the file was modified "
+                                  "or is incomplete")
+    try:
+        state = load_file(str(weights_path))
+        from safetensors import safe_open
+
+        with safe_open(str(weights_path), framework="pt") as handle:
+            header = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights_path} is not a readable safetensors file ({exc})") from None
+    spec_source = header.get("spec") or json.dumps(metadata.get("spec", {}))
+    try:
+        spec = TransformerSpec(**json.loads(spec_source))
+    except (TypeError, json.JSONDecodeError):
+        raise CheckpointError(f"{weights_path} does not describe a fastnst transform network") from None
+    model = build_from_state(state, spec, str(weights_path))
+    name = str(metadata.get("style_name") or weights_path.parent.name)
+    return model.to(device).eval(), ModelInfo(name=name, spec=spec, metadata=metadata)
+
+
+def build_from_state(state: dict[str, torch.Tensor], spec: TransformerSpec, source: str) -> TransformerNet:
+    """Instantiate the network and load ``state`` strictly; a mismatch means another architecture."""
+    model = TransformerNet(spec)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        detail = (missing or unexpected or wrong)[:3]
+        raise CheckpointError(
+            f"{source} holds a different architecture than width={spec.width}, "
+            f"residual_blocks={spec.residual_blocks} (mismatched keys such as {', '.join(detail)})"
+        )
+    model.load_state_dict(state)
+    return model

@@ -1,0 +1,106 @@
+"""The feed-forward transform network of Johnson et al. 2016 (supplementary material, table 1).
+
+Changes from the paper, each for a measured reason in the literature: instance norm instead of batch norm
+(Ulyanov et al. 2016: sharper, batch-independent results), reflection padding instead of zero padding (no dark
+borders), and nearest-neighbour resize followed by a convolution instead of fractionally strided convolutions
+(Odena et al. 2016: no checkerboard artifacts). Input and output are RGB in roughly [0, 1]; the output is not
+clamped during training so gradients are never cut off, callers clamp before saving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastnst.model.norm_stats import StatInstanceNorm2d
+
+# Two stride-2 downsamplings: spatial sizes must be multiples of 4 inside the network, and reflection padding of
+# the 9×9 and 3×3 convs needs at least 16 px (16 → 8 → 4) so smaller inputs are padded up to it.
+SIZE_MULTIPLE = 4
+MIN_INTERNAL_SIDE = 16
+# The layers work on 0..255 pixel values, as in pytorch/examples and Johnson's code, while the interface stays
+# [0, 1]. The scale sets the output layer's effective step size: on [0, 1] outputs Adam's steps are 255× larger
+# in image terms, and training measured twice the loss after 150 steps with blob artifacts.
+PIXEL_SCALE = 255.0
+
+
+@dataclass(frozen=True)
+class TransformerSpec:
+    """Architecture hyper-parameters; stored with every checkpoint and model file."""
+
+    width: int = 32  # channels of the first conv; the paper's network uses 32 (then 64, 128)
+    residual_blocks: int = 5  # number of 128-channel (4×width) residual blocks, 5 in the paper
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class ConvLayer(nn.Sequential):
+    """Reflection pad → conv → (instance norm → ReLU).
+
+    The norm is :class:`~fastnst.model.norm_stats.StatInstanceNorm2d`: plain instance norm by default (same state_dict
+    keys), whose statistics tiling and video can record, impose or smooth.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, *, norm: bool = True, relu: bool = True):
+        layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
+        if norm:
+            layers.append(StatInstanceNorm2d(cout, affine=True))
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class ResidualBlock(nn.Module):
+    """Two 3×3 conv layers with an identity shortcut (He et al. 2016), as in Johnson et al."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(ConvLayer(channels, channels, 3), ConvLayer(channels, channels, 3, relu=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class UpsampleConv(nn.Sequential):
+    """Nearest-neighbour ×2 upsampling followed by a conv layer (no checkerboard artifacts)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int) -> None:
+        super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), ConvLayer(cin, cout, kernel))
+
+
+class TransformerNet(nn.Module):
+    """Image → stylized image of the same size, for any input size (padded to a multiple of 4, cropped back)."""
+
+    def __init__(self, spec: TransformerSpec | None = None) -> None:
+        super().__init__()
+        self.spec = spec or TransformerSpec()
+        w = self.spec.width
+        self.encoder = nn.Sequential(ConvLayer(3, w, 9), ConvLayer(w, 2 * w, 3, 2), ConvLayer(2 * w, 4 * w, 3, 2))
+        self.residuals = nn.Sequential(*[ResidualBlock(4 * w) for _ in range(self.spec.residual_blocks)])
+        self.decoder = nn.Sequential(
+            UpsampleConv(4 * w, 2 * w, 3),
+            UpsampleConv(2 * w, w, 3),
+            ConvLayer(w, 3, 9, norm=False, relu=False),
+        )
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """[N, 3, H, W] in [0, 1] → [N, 3, H, W]."""
+        h, w = image.shape[-2:]
+        pad_h = max(MIN_INTERNAL_SIDE - h, (-h) % SIZE_MULTIPLE)
+        pad_w = max(MIN_INTERNAL_SIDE - w, (-w) % SIZE_MULTIPLE)
+        x = image
+        if pad_h or pad_w:
+            # Reflection needs pad < size; replicate covers tiny inputs.
+            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        y = self.decoder(self.residuals(self.encoder(x * PIXEL_SCALE))) / PIXEL_SCALE
+        return y[..., :h, :w]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,194 @@
+"""Training configuration: one frozen dataclass, loaded from TOML, overridable from the command line.
+
+Each field's default and help text live here only; the CLI builds its flags from these fields. A TOML file may
+name another with ``inherit = "defaults.toml"`` (relative to itself) so every style shares one set of defaults.
+Relative paths inside a TOML file are resolved against that file's folder; paths given on the command line
+against the working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from fastnst.utils.errors import ConfigError
+from fastnst.utils.typed_config import Schema, option, read_toml, resolve_path
+
+AmpMode = Literal["none", "bf16", "fp16", "auto"]
+VggWeights = Literal["vgg16", "vgg19", "vgg19_caffe"]
+Schedule = Literal["constant", "cosine"]
+Device = Literal["auto", "cpu", "cuda"]
+CompileMode = Literal["off", "default", "reduce-overhead"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; saved beside every checkpoint and in the final model's metadata."""
+
+    # --- what to learn
+    style_image: str = option("", "painting whose style is learned", path=True)
+    style_name: str = option("", "name of the style (default: the config file's or style image's stem)")
+    style_size: int = option(0, "resize the style image so its longer side is this many px (0 = keep)")
+    data_dir: str = option(
+        "", "folder of training photos, searched recursively (COCO-style train2014/ works)", path=True
+    )
+    holdout_every: int = option(
+        0, "keep every Nth photo (sorted order) out of training for held-out evaluation (0 = none)"
+    )
+    # --- network
+    width: int = option(32, "channels of the transform network's first layer (32 in Johnson et al.)")
+    residual_blocks: int = option(5, "residual blocks in the transform network (5 in Johnson et al.)")
+    # --- losses (Johnson et al. 2016 layers and pytorch/examples weights by default)
+    vgg: VggWeights = option("vgg16", "loss network weights: vgg16, vgg19 (torchvision) or vgg19_caffe")
+    vgg_weights: str = option(
+        "", "explicit path to VGG weights (else FASTNST_VGG_WEIGHTS, caches, download)", path=True
+    )
+    content_layer: str = option("relu2_2", "VGG layer of the content loss")
+    style_layers: tuple[str, ...] = option(
+        ("relu1_2", "relu2_2", "relu3_3", "relu4_3"), "VGG layers of the style loss"
+    )
+    style_layer_weights: tuple[float, ...] = option((1.0, 1.0, 1.0, 1.0), "weight of each style layer, same order")
+    content_weight: float = option(1e5, "weight of the content loss")
+    style_weight: float = option(1e10, "weight of the style loss (Gram matrices normalised by C·H·W)")
+    tv_weight: float = option(0.0, "weight of the total-variation loss")
+    # --- optimisation
+    image_size: int = option(256, "side of the square random crops used for training")
+    batch_size: int = option(4, "images per step (per process under torchrun)")
+    steps: int = option(2000, "optimizer steps")
+    learning_rate: float = option(1e-3, "Adam learning rate")
+    schedule: Schedule = option("cosine", "learning-rate schedule after warm-up: constant or cosine")
+    warmup_steps: int = option(0, "steps of linear learning-rate warm-up")
+    min_lr_ratio: float = option(0.1, "cosine schedule ends at learning_rate × this")
+    seed: int = option(0, "seed for weights, crops and data order")
+    # --- performance
+    device: Device = option("auto", "cpu, cuda or auto")
+    amp: AmpMode = option(
+        "auto", "autocast precision: none, bf16, fp16, or auto (bf16 on CPU and CUDA when supported)"
+    )
+    channels_last: bool = option(True, "use the channels_last memory format (faster convolutions on CPU and GPU)")
+    num_workers: int = option(2, "data-loading worker processes")
+    compile: CompileMode = option("off", "torch.compile the networks: off, default, or reduce-overhead (CUDA graphs)")
+    # --- output and logging
+    output_dir: str = option("runs/{style_name}", "run folder for checkpoints, TensorBoard logs and the final model",
+                         path=True)
+    checkpoint_every: int = option(200, "write a checkpoint every N steps (and at the end)")
+    log_every: int = option(10, "write TensorBoard scalars every N steps")
+    preview_every: int = option(200, "write preview images of the fixed validation photos every N steps (0 = never)")
+    preview_images: tuple[str, ...] = option((), "fixed validation photos for previews (default: 4 from data_dir)",
+                                         path=True)
+    tensorboard: bool = option(True, "write TensorBoard logs under <output_dir>/tb")
+    max_pixels: int = option(100_000_000, "refuse images with more decoded pixels than this")
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """Value checks that types alone cannot express."""
+        out = []
+        positive = ("width", "residual_blocks", "image_size", "batch_size", "steps", "checkpoint_every", "log_every",
+                    "max_pixels")
+        out += [f"{name} must be positive, got {getattr(self, name)}"
+                for name in positive if getattr(self, name) <= 0]
+        non_negative = ("style_size", "warmup_steps", "num_workers", "preview_every", "holdout_every")
+        out += [f"{name} must be ≥ 0, got {getattr(self, name)}" for name in non_negative if getattr(self, name) < 0]
+        for name in ("learning_rate", "content_weight", "style_weight", "tv_weight", "min_lr_ratio"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                out.append(f"{name} must be a finite number ≥ 0, got {value}")
+        if len(self.style_layer_weights) != len(self.style_layers):
+            out.append(f"style_layer_weights has {len(self.style_layer_weights)} entries but style_layers has "
+                       f"{len(self.style_layers)}")
+        if not self.style_layers:
+            out.append("style_layers must name at least one layer")
+        if self.holdout_every == 1:
+            out.append("holdout_every = 1 would hold out every photo; use 0 (none) or ≥ 2")
+        if self.image_size < 32:
+            out.append(f"image_size must be at least 32 px for VGG, got {self.image_size}")
+        return out
+
+    @property
+    def resolved_output_dir(self) -> Path:
+        return Path(self.output_dir.format(style_name=self.style_name or "style"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+SCHEMA = Schema(TrainConfig)
+FIELD_TYPES: dict[str, Any] = SCHEMA.types
+
+
+def coerce(key: str, value: Any, source: str) -> Any:
+    """Check ``value`` against the field's type and return it in the dataclass's representation."""
+    return SCHEMA.coerce(key, value, source)
+
+
+def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read one TOML file (and what it inherits), resolving its relative paths against its folder."""
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: 'inherit' loops back to itself")
+    raw = read_toml(path)
+    values: dict[str, Any] = {}
+    parent = raw.pop("inherit", None)
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise ConfigError(f"{path}: 'inherit' must be a file name string")
+        values.update(_read_toml(path.parent / parent, seen + (path,)))
+    for key, value in raw.items():
+        value = coerce(key, value, str(path))
+        if key in SCHEMA.path_fields:
+            value = (tuple(resolve_path(v, path.parent) for v in value) if isinstance(value, tuple)
+                     else resolve_path(value, path.parent))
+        values[key] = value
+    return values
+
+
+def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Build a TrainConfig from an optional TOML file plus overrides (already typed, e.g. from argparse)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(_read_toml(Path(path)))
+    for key, value in (overrides or {}).items():
+        values[key] = coerce(key, value, "command line")
+    if not values.get("style_name"):
+        stem = Path(path).stem if path is not None else Path(values.get("style_image", "") or "style").stem
+        values["style_name"] = stem
+    if not values.get("style_image"):
+        raise ConfigError(f"{path or 'command line'}: 'style_image' is required (a painting's path)")
+    if not values.get("data_dir"):
+        raise ConfigError(f"{path or 'command line'}: 'data_dir' is required (a folder of training photos)")
+    return TrainConfig(**values)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def config_to_toml(config: TrainConfig) -> str:
+    """Serialise the effective config; loading the result gives back an equal TrainConfig."""
+    lines = ["# effective fastnst training configuration"]
+    lines += [f"{key} = {_toml_value(value)}" for key, value in config.to_dict().items()]
+    return "\n".join(lines) + "\n"
+
+
+def config_from_dict(values: dict[str, Any], source: str) -> TrainConfig:
+    """Rebuild a config from saved metadata, with the same key and type checks as a TOML file."""
+    return TrainConfig(**{key: coerce(key, value, source) for key, value in values.items()})

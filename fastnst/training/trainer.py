@@ -1,0 +1,393 @@
+"""The trainer: Johnson et al. 2016 perceptual-loss training of a transform network for one style.
+
+A run is a pure function of its config: model init, data order and crops are seeded, and checkpoints carry the
+model, optimizer, grad scaler, RNG states and step (the data position is derived from the step), so a run killed
+at any moment and resumed from its last checkpoint ends with the same weights as one that was never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from fastnst.utils.atomic import atomic_write_text
+from fastnst.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from fastnst.training.config import TrainConfig, config_from_dict, config_to_toml
+from fastnst.training.data import CropSpec, PhotoCrops, StepBatches, make_loader
+from fastnst.utils.device import autocast_dtype, resolve_device
+from fastnst.utils.errors import CheckpointError, ConfigError
+from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side
+from fastnst.perceptual.losses import ContentLoss, LossWeights, PerceptualLoss, StyleLoss
+from fastnst.model.files import save_model
+from fastnst.model.transformer import TransformerNet, TransformerSpec
+from fastnst.perceptual.vgg import VGGFeatures
+
+logger = logging.getLogger("fastnst.training.trainer")
+
+CHECKPOINT_NAME = "last.pt"
+PREVIEW_MAX_SIDE = 256
+# Config keys that change what is being learned: resuming with other values would silently mix two runs.
+RESUME_MUST_MATCH = ("style_image", "style_size", "data_dir", "holdout_every", "width", "residual_blocks", "vgg",
+                     "content_layer", "style_layers", "style_layer_weights", "content_weight", "style_weight", "tv_weight",
+                     "image_size", "batch_size", "learning_rate", "schedule", "warmup_steps", "min_lr_ratio", "seed")
+
+
+@dataclass
+class StepReport:
+    """Sent to the progress callback after every step (rank 0 only)."""
+
+    step: int  # steps completed
+    total_steps: int
+    losses: dict[str, float]
+    lr: float
+    images_per_second: float
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    model_path: Path
+    steps: int
+    final_losses: dict[str, float]
+    images_per_second: float
+    skipped_files: list[str] = field(default_factory=list)
+
+
+def get_lr(step: int, config: TrainConfig) -> float:
+    """Learning rate for a 0-based step: linear warm-up, then constant or cosine decay to min_lr_ratio."""
+    base = config.learning_rate
+    if step < config.warmup_steps:
+        return base * (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return base
+    span = max(1, config.steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    floor = base * config.min_lr_ratio
+    return floor + (base - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(config: TrainConfig) -> DistContext:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on CUDA."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistContext()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = resolve_device(config.device).type == "cuda"
+    if not dist.is_initialized():
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
+
+
+def load_style_tensor(config: TrainConfig) -> torch.Tensor:
+    image = load_rgb(config.style_image, max_pixels=config.max_pixels)
+    if config.style_size:
+        longer = max(image.size)
+        scale = config.style_size / longer
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             resample=3)  # bicubic, up or down
+    return image_to_tensor(image)
+
+
+class TrainingStopped(Exception):
+    """Raised by ``Trainer.run`` after ``request_stop()``: a checkpoint of the last finished step was written."""
+
+    def __init__(self, step: int, checkpoint: Path) -> None:
+        super().__init__(f"training stopped at step {step}; checkpoint {checkpoint} saved (continue with --resume)")
+        self.step, self.checkpoint = step, checkpoint
+
+
+class Trainer:
+    """Owns the model, optimizer, data and logging of one run; ``run()`` trains to ``config.steps``."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        resume: bool = False,
+        on_step: Callable[[StepReport], None] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.on_step = on_step
+        self.log = log or logger.info
+        self.dist = init_distributed(config)
+        self.device = resolve_device(config.device, self.dist.local_rank)
+        self.amp_dtype = autocast_dtype(config.amp, self.device)
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels once
+        self.output_dir = config.resolved_output_dir
+        self.checkpoint_path = self.output_dir / "checkpoints" / CHECKPOINT_NAME
+
+        torch.manual_seed(config.seed)
+        self.spec = TransformerSpec(width=config.width, residual_blocks=config.residual_blocks)
+        self.model = TransformerNet(self.spec).to(self.device, memory_format=self.memory_format)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
+        # fp16 needs loss scaling; for bf16 and fp32 the scaler is a no-op, so the loop has no precision branches.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+
+        self.dataset = PhotoCrops(config.data_dir, CropSpec(config.image_size), config.seed, config.max_pixels,
+                                  config.holdout_every)
+        self.vgg = VGGFeatures(
+            tuple(dict.fromkeys((config.content_layer, *config.style_layers))),
+            weights=config.vgg,
+            weights_path=config.vgg_weights or None,
+        ).to(self.device, memory_format=self.memory_format)
+        style = load_style_tensor(config).to(self.device)
+        with torch.no_grad():
+            style_features = self.vgg(style, layers=tuple(config.style_layers))
+        self.loss = PerceptualLoss(
+            ContentLoss(config.content_layer),
+            StyleLoss(style_features, dict(zip(config.style_layers, config.style_layer_weights))),
+            LossWeights(config.content_weight, config.style_weight, config.tv_weight),
+        ).to(self.device)
+
+        self.step = 0
+        self._stop_requested = False
+        self.skipped: set[str] = set()
+        self.elapsed = 0.0
+        self.recent: dict[str, float] = {}
+        if resume and self.checkpoint_path.is_file():
+            self._restore(load_checkpoint(self.checkpoint_path))
+        elif self.checkpoint_path.is_file() and not resume:
+            raise CheckpointError(
+                f"{self.output_dir} already holds a run (checkpoint {self.checkpoint_path}); pass --resume to "
+                "continue it or choose another --output-dir"
+            )
+        elif resume:
+            self.log(f"no checkpoint at {self.checkpoint_path}; starting a new run")
+
+        self.ddp_model: nn.Module = self.model
+        if self.dist.world_size > 1:
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.dist.local_rank] if self.device.type == "cuda" else None
+            )
+        # Compiled wrappers are used for the steps only; checkpoints always hold the bare module's state.
+        self.vgg_fn: nn.Module = self.vgg
+        if config.compile != "off":
+            self.ddp_model = torch.compile(self.ddp_model, mode=config.compile)  # type: ignore[assignment]
+            self.vgg_fn = torch.compile(self.vgg, mode=config.compile)  # type: ignore[assignment]
+
+    def request_stop(self) -> None:
+        """Ask the loop to checkpoint and stop after the current step (safe to call from a signal handler)."""
+        self._stop_requested = True
+
+    # --- state
+    def _restore(self, payload: dict[str, Any]) -> None:
+        saved = config_from_dict(payload["config"], str(self.checkpoint_path))
+        changed = [key for key in RESUME_MUST_MATCH if getattr(saved, key) != getattr(self.config, key)]
+        if changed:
+            key = changed[0]
+            raise CheckpointError(
+                f"cannot resume: '{key}' was {getattr(saved, key)!r} in the checkpoint but is "
+                f"{getattr(self.config, key)!r} now (start a new run in another --output-dir)"
+            )
+        if payload["spec"] != self.spec.to_dict():
+            raise CheckpointError(f"{self.checkpoint_path} holds another architecture: {payload['spec']}")
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scaler.load_state_dict(payload["scaler"])
+        restore_rng_state(payload["rng"])
+        self.step = int(payload["step"])
+        self.elapsed = float(payload.get("elapsed_seconds", 0.0))
+        self.skipped = set(payload.get("skipped_files", []))
+        self.recent = dict(payload.get("recent_losses", {}))
+        self.log(f"resumed from {self.checkpoint_path} at step {self.step}")
+
+    def _save_checkpoint(self) -> None:
+        if not self.dist.is_main:
+            return
+        save_checkpoint(self.checkpoint_path, {
+            "model": self.model.state_dict(),  # the bare module: no "module." prefixes from DDP
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "spec": self.spec.to_dict(),
+            "elapsed_seconds": self.elapsed,
+            "skipped_files": sorted(self.skipped),
+            "recent_losses": self.recent,
+            "run_info": self._run_info(),
+        })
+
+    # --- loop
+    def _train_step(self, batch: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.config.compile == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # outputs of the previous step's graphs may be reused
+        x = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+                    else contextlib.nullcontext())
+        with autocast:
+            y = self.ddp_model(x)
+            output_features = self.vgg_fn(y)
+            with torch.no_grad():
+                content_features = self.vgg_fn(x, layers=(self.config.content_layer,))
+        total, parts = self.loss(y, output_features, content_features)  # fp32, outside autocast
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return {"total": total.detach(), **{k: v.detach() for k, v in parts.items()}}
+
+    def run(self) -> TrainResult:
+        config = self.config
+        if self.dist.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.checkpoint_path.with_name("config.toml"), config_to_toml(config))
+        writer = self._make_writer()
+        previews = self._preview_batch() if writer is not None and config.preview_every else None
+        batches = StepBatches(self.step, config.steps, config.batch_size, self.dist.rank, self.dist.world_size)
+        loader = make_loader(self.dataset, batches, config.num_workers, pin_memory=self.device.type == "cuda")
+
+        window_start, window_images, rate = time.perf_counter(), 0, 0.0
+        for batch, bad in loader:
+            if bad:
+                new = set(bad) - self.skipped
+                self.skipped |= new
+                for path in sorted(new):
+                    self.log(f"skipped unreadable image {path}")
+            step_start = time.perf_counter()
+            lr = get_lr(self.step, config)
+            losses = self._train_step(batch, lr)
+            self.step += 1
+            window_images += batch.shape[0] * self.dist.world_size
+            values = {k: float(v) for k, v in losses.items()}  # syncs the device once per step
+            if not math.isfinite(values["total"]):
+                raise FloatingPointError(f"loss became {values['total']} at step {self.step}; lower learning_rate "
+                                         "or the loss weights, or use amp = 'none'")
+            self.recent = values
+            now = time.perf_counter()
+            self.elapsed += now - step_start
+            if self.step % config.log_every == 0 or self.step == config.steps:
+                rate = window_images / max(now - window_start, 1e-9)
+                window_start, window_images = now, 0
+                if writer is not None:
+                    for key, value in values.items():
+                        writer.add_scalar(f"loss/{key}", value, self.step)
+                    writer.add_scalar("lr", lr, self.step)
+                    writer.add_scalar("images_per_second", rate, self.step)
+            if previews is not None and writer is not None and (
+                    self.step % config.preview_every == 0 or self.step == config.steps):
+                self._write_previews(writer, previews)
+            if self.step % config.checkpoint_every == 0 or self.step == config.steps:
+                self._save_checkpoint()
+            if self.on_step is not None and self.dist.is_main:
+                self.on_step(StepReport(self.step, config.steps, values, lr, rate))
+            if self._stop_requested and self.step < config.steps:
+                self._save_checkpoint()
+                if writer is not None:
+                    writer.close()
+                raise TrainingStopped(self.step, self.checkpoint_path)
+
+        if writer is not None:
+            writer.close()
+        if self.step < config.steps:
+            raise RuntimeError(f"training stopped at step {self.step} of {config.steps}")  # loader ended early
+        if self.skipped:
+            self.log(f"{len(self.skipped)} unreadable image(s) skipped during training")
+        model_path = self.output_dir / "model.safetensors"
+        if self.dist.is_main:
+            model_path = save_model(self.model, self.output_dir, self._metadata())
+        if self.dist.world_size > 1:
+            dist.barrier()
+        return TrainResult(self.output_dir, model_path, self.step, self.recent,
+                           self.step * config.batch_size * self.dist.world_size / max(self.elapsed, 1e-9),
+                           sorted(self.skipped))
+
+    # --- logging helpers
+    def _make_writer(self) -> Any:
+        if not (self.config.tensorboard and self.dist.is_main):
+            return None
+        from torch.utils.tensorboard import SummaryWriter  # imported lazily: tensorboard is slow to import
+
+        return SummaryWriter(str(self.output_dir / "tb"), purge_step=self.step or None)
+
+    def _preview_batch(self) -> list[torch.Tensor]:
+        paths = list(self.config.preview_images)
+        if not paths:
+            files = self.dataset.held_out or self.dataset.files
+            paths = [str(files[i * len(files) // 4]) for i in range(min(4, len(files)))]
+        return [image_to_tensor(resize_max_side(load_rgb(p), PREVIEW_MAX_SIDE)) for p in paths]
+
+    def _write_previews(self, writer: Any, previews: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for index, image in enumerate(previews):
+                out = self.model(image.to(self.device)).float().clamp(0, 1).cpu()
+                writer.add_image(f"preview/{index}", torch.cat([image, out], dim=-1)[0], self.step)
+
+    def _run_info(self) -> dict[str, str]:
+        device_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+        return {
+            "hardware": f"{device_name} × {self.dist.world_size}",
+            "precision": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "float32",
+            "torch": str(torch.__version__),
+        }
+
+    def _metadata(self) -> dict[str, Any]:
+        return model_metadata(self.config, steps=self.step, losses=self.recent, seconds=self.elapsed,
+                              run_info=self._run_info(), skipped_files=len(self.skipped))
+
+
+def model_metadata(config: TrainConfig, *, steps: int, losses: dict[str, float], seconds: float,
+                   run_info: dict[str, str], skipped_files: int, **extra: Any) -> dict[str, Any]:
+    """What ``model.json`` records about the run that made a model (read back by model cards and the server)."""
+    return {
+        "style_name": config.style_name,
+        "style_image": Path(config.style_image).name,
+        "steps": steps,
+        **extra,
+        "final_losses": losses,
+        "train_seconds": round(seconds, 1),
+        **run_info,
+        "skipped_files": skipped_files,
+        "config": config.to_dict(),
+    }
+
+
+def train(config: TrainConfig, *, resume: bool = False, on_step: Callable[[StepReport], None] | None = None,
+          log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train a style network as configured; see Trainer."""
+    return Trainer(config, resume=resume, on_step=on_step, log=log).run()
+
+
+def export_checkpoint(checkpoint_path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> Path:
+    """Write the model of a (possibly unfinished) run's checkpoint as a model folder; returns the weights path.
+
+    Lets a run cut short by a time budget ship what it has learned; the metadata records the step reached.
+    """
+    payload = load_checkpoint(checkpoint_path)
+    config = config_from_dict(payload["config"], str(checkpoint_path))
+    spec = TransformerSpec(**payload["spec"])
+    model = TransformerNet(spec)
+    model.load_state_dict(payload["model"])
+    return save_model(model, folder, model_metadata(
+        config, steps=int(payload["step"]), planned_steps=config.steps, losses=payload.get("recent_losses", {}),
+        seconds=float(payload.get("elapsed_seconds", 0.0)), run_info=payload.get("run_info", {}),
+        skipped_files=len(payload.get("skipped_files", []))))

@@ -1,0 +1,90 @@
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from fastnst.training.config import TrainConfig, config_from_dict, config_to_toml, load_config
+from fastnst.utils.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_inherit_and_relative_paths(tmp_path: Path) -> None:
+    write(tmp_path / "base.toml", 'data_dir = "photos"\nsteps = 7\n')
+    (tmp_path / "styles").mkdir()
+    cfg = write(tmp_path / "styles" / "wave.toml", 'inherit = "../base.toml"\nstyle_image = "wave.jpg"\n')
+    config = load_config(cfg)
+    assert config.steps == 7
+    assert config.data_dir == str((tmp_path / "photos").resolve())
+    assert config.style_image == str((tmp_path / "styles" / "wave.jpg").resolve())
+    assert config.style_name == "wave"
+
+
+def test_overrides_win_and_are_type_checked(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "a.toml", 'data_dir = "d"\nstyle_image = "s.jpg"\nsteps = 7\n')
+    assert load_config(cfg, {"steps": 3}).steps == 3
+    with pytest.raises(ConfigError, match="'steps' must be int"):
+        load_config(cfg, {"steps": 2.5})
+
+
+def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "bad.toml", 'data_dir = "d"\nstyle_image = "s.jpg"\nlearning_rat = 0.1\n')
+    with pytest.raises(ConfigError, match=r"bad\.toml: unknown key 'learning_rat'"):
+        load_config(cfg)
+
+
+@pytest.mark.parametrize("line, message", [
+    ('steps = "many"', "'steps' must be int"),
+    ("learning_rate = true", "'learning_rate' must be float"),
+    ('amp = "fp8"', "'amp' must be one of"),
+    ('style_layers = "relu1_1"', "'style_layers' must be list of str"),
+    ("channels_last = 1", "'channels_last' must be bool"),
+    ("steps = 0", "steps must be positive"),
+    ("style_layer_weights = [1.0]", "style_layer_weights has 1 entries"),
+    ("[section]\nx = 1", "tables are not supported"),
+])
+def test_wrong_types_and_values(tmp_path: Path, line: str, message: str) -> None:
+    cfg = write(tmp_path / "c.toml", f'data_dir = "d"\nstyle_image = "s.jpg"\n{line}\n')
+    with pytest.raises(ConfigError, match=message):
+        load_config(cfg)
+
+
+def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path / "x.toml", "steps = = 3"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_effective_config_round_trips() -> None:
+    config = load_config(None, {"style_image": "/s.jpg", "data_dir": "/d", "style_layers": ["relu1_2"],
+                                "style_layer_weights": [2.0]})
+    assert config_from_dict(tomllib.loads(config_to_toml(config)), "saved") == config
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "styles").glob("*.toml")), ids=lambda p: p.stem)
+def test_shipped_style_configs_load(path: Path) -> None:
+    config = load_config(path)
+    assert isinstance(config, TrainConfig) and config.style_name == path.stem
+    assert Path(config.style_image).name.endswith(".jpg")
+
+
+def test_flags_take_lists_space_or_comma_separated_and_keep_paths_whole() -> None:
+    import argparse
+
+    from fastnst.training.config import SCHEMA
+
+    parser = argparse.ArgumentParser()
+    SCHEMA.add_flags(parser, "overrides")
+    given = SCHEMA.overrides_from(parser.parse_args([
+        "--style-layers", "relu1_2,relu2_2", "relu3_3", "--style-layer-weights", "1,0.5", "2",
+        "--preview-images", "a,b.jpg", "c.jpg", "--steps", "7"]))
+    assert given == {"style_layers": ("relu1_2", "relu2_2", "relu3_3"), "style_layer_weights": (1.0, 0.5, 2.0),
+                     "preview_images": ("a,b.jpg", "c.jpg"), "steps": 7}
+    with pytest.raises(SystemExit):  # argparse names the flag and exits 2
+        parser.parse_args(["--style-layer-weights", "1,x"])

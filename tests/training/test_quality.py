@@ -1,0 +1,74 @@
+"""fastnst.training.quality: the artifact statistics flag what they should (a grid pattern, a dark frame) and pass a real
+photo; the loss meter uses the trainer's definitions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO
+
+from fastnst.training.config import TrainConfig
+from fastnst.training.data import find_photos
+from fastnst.training.quality import ArtifactReport, artifact_report, border_stats, checkerboard_score, grid_pattern, heldout_photos, load_eval_image, untrained_network
+
+PHOTO = REPO / "samples" / "castle.jpg"
+
+
+@pytest.fixture(scope="module")
+def photo() -> torch.Tensor:
+    return load_eval_image(PHOTO, 128)
+
+
+def test_eval_image_has_the_requested_shorter_side(photo: torch.Tensor) -> None:
+    assert photo.shape[0] == 1 and photo.shape[1] == 3 and min(photo.shape[-2:]) == 128
+    assert 0 <= float(photo.min()) and float(photo.max()) <= 1
+
+
+def test_checkerboard_score_flags_grid_patterns_and_passes_a_photo(photo: torch.Tensor) -> None:
+    h, w = photo.shape[-2:]
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    period2 = photo + 0.03 * (((yy + xx) % 2) * 2 - 1)
+    period4 = photo + 0.03 * ((((yy // 2) + (xx // 2)) % 2) * 2 - 1)
+    assert checkerboard_score(photo, 2) < 0.05 and checkerboard_score(photo, 4) < 0.1
+    assert checkerboard_score(period2, 2) > 0.3
+    assert checkerboard_score(period4, 4) > 0.3 and checkerboard_score(period4, 2) < 0.05
+    assert grid_pattern(period4, 4)[1] > 5  # grey levels
+
+
+def test_checkerboard_score_ignores_shifted_content(photo: torch.Tensor) -> None:
+    """Image content has no fixed phase: shifting the photo by one pixel barely changes the score."""
+    assert abs(checkerboard_score(photo[..., 1:, 1:], 4) - checkerboard_score(photo, 4)) < 0.05
+
+
+def test_border_stats_flag_a_dark_frame(photo: torch.Tensor) -> None:
+    framed = photo.clone()
+    band = 8
+    framed[..., :band, :] *= 0.7
+    framed[..., -band:, :] *= 0.7
+    framed[..., :, :band] *= 0.7
+    framed[..., :, -band:] *= 0.7
+    assert border_stats(framed).luma_offset < border_stats(photo).luma_offset - 0.05
+    report = artifact_report([framed], [photo])
+    assert isinstance(report, ArtifactReport) and report.border and not report.checkerboard
+    clean = artifact_report([photo], [photo])
+    assert not clean.border and not clean.checkerboard and clean.border_luma_shift == 0
+
+
+def test_artifact_report_needs_matching_lists(photo: torch.Tensor) -> None:
+    with pytest.raises(ValueError):
+        artifact_report([photo], [])
+
+
+def test_untrained_network_is_the_trainers_step_zero() -> None:
+    config = TrainConfig(style_image="x.jpg", data_dir=".", width=8, residual_blocks=1, seed=3)
+    a, b = untrained_network(config), untrained_network(config)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_heldout_photos_are_every_nth(tmp_path: Path, photo_dir: Path) -> None:
+    files = find_photos(photo_dir)
+    held = heldout_photos(photo_dir, 3)
+    assert held == [files[2], files[5]]

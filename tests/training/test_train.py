@@ -1,0 +1,159 @@
+"""Trainer tests with real VGG16 weights on real photos (skipped when ../shared/data is absent)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fastnst.training.config import load_config
+from fastnst.utils.errors import CheckpointError
+from fastnst.training.trainer import StepReport, Trainer, export_checkpoint, get_lr
+
+REPO = Path(__file__).resolve().parents[2]
+STYLE = "styles/van_gogh_starry_night.jpg"
+
+
+def tiny_overrides(shared: Path, out: Path, **extra: object) -> dict[str, object]:
+    """A small seeded network on small crops: seconds per run on two CPU cores."""
+    values: dict[str, object] = {
+        "style_image": str(shared / STYLE), "data_dir": str(shared / "photos"), "style_size": 128,
+        "width": 8, "residual_blocks": 1, "image_size": 64, "batch_size": 2, "steps": 24,
+        "checkpoint_every": 4, "log_every": 4, "preview_every": 0, "num_workers": 0, "tensorboard": False,
+        "output_dir": str(out), "seed": 1,
+    }
+    values.update(extra)
+    return values
+
+
+def cli_args(values: dict[str, object]) -> list[str]:
+    args = []
+    for key, value in values.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(flag if value else "--no-" + key.replace("_", "-"))
+        else:
+            args += [flag, str(value)]
+    return args
+
+
+def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fastnst.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+def test_lr_schedule() -> None:
+    config = load_config(None, {"style_image": "s.jpg", "data_dir": "d", "steps": 100, "warmup_steps": 10,
+                                "learning_rate": 1.0, "min_lr_ratio": 0.1})
+    assert get_lr(0, config) == pytest.approx(0.1)
+    assert get_lr(9, config) == pytest.approx(1.0)
+    assert get_lr(10, config) == pytest.approx(1.0)
+    assert get_lr(99, config) == pytest.approx(0.1, abs=1e-3)
+    assert get_lr(55, config) == pytest.approx(0.55, abs=1e-6)
+
+
+def test_style_loss_falls_and_logs(shared_data: Path, tmp_path: Path) -> None:
+    """40 steps at 64 px with real VGG16 on real photos: the style loss falls by well over a third.
+
+    Measured on the 2-core CI machine: the last five steps average 0.44 of the first three.
+    """
+    config = load_config(None, tiny_overrides(
+        shared_data, tmp_path / "run", width=16, residual_blocks=2, batch_size=4, steps=40, seed=0,
+        learning_rate=5e-3, schedule="constant", checkpoint_every=20, log_every=5, preview_every=20,
+        tensorboard=True, holdout_every=10))
+    reports: list[StepReport] = []
+    result = Trainer(config, on_step=reports.append).run()
+    style = [r.losses["style"] for r in reports]
+    assert all(torch.isfinite(torch.tensor(r.losses["total"])) for r in reports)
+    first, last = sum(style[:3]) / 3, sum(style[-5:]) / 5
+    assert last < 0.6 * first, f"style loss {first:.4g} → {last:.4g}"
+    assert result.model_path.is_file() and (tmp_path / "run" / "model.json").is_file()
+    assert (tmp_path / "run" / "checkpoints" / "config.toml").is_file()
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tb")).Reload()
+    tags = events.Tags()
+    assert {"loss/total", "loss/style", "loss/content", "loss/tv", "lr", "images_per_second"} <= set(tags["scalars"])
+    assert any(tag.startswith("preview/") for tag in tags["images"])
+
+
+def test_sigkill_and_resume_gives_identical_weights(shared_data: Path, tmp_path: Path) -> None:
+    straight = tiny_overrides(shared_data, tmp_path / "straight", steps=30)
+    assert run_cli("-q", "train", *cli_args(straight)).returncode == 0
+
+    killed = tiny_overrides(shared_data, tmp_path / "killed", steps=30)
+    checkpoint = tmp_path / "killed" / "checkpoints" / "last.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "fastnst.cli", "-q", "train", *cli_args(killed)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    step = 0
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if checkpoint.is_file():
+            step = torch.load(checkpoint, weights_only=True)["step"]
+            if step >= 8:
+                proc.send_signal(signal.SIGKILL)
+                break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert 8 <= step < 30
+    assert not (tmp_path / "killed" / "model.safetensors").exists()
+
+    resumed = run_cli("-q", "train", *cli_args(killed), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = load_file(tmp_path / "straight" / "model.safetensors")
+    b = load_file(tmp_path / "killed" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_sigterm_checkpoints_then_resume_finishes(shared_data: Path, tmp_path: Path) -> None:
+    values = tiny_overrides(shared_data, tmp_path / "run", steps=400, checkpoint_every=3)
+    proc = subprocess.Popen([sys.executable, "-m", "fastnst.cli", "-q", "train", *cli_args(values)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while not (tmp_path / "run" / "checkpoints" / "last.pt").is_file() and time.time() < deadline:
+        time.sleep(0.05)  # the loop is running once the first checkpoint exists
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "checkpoint" in err and "--resume" in err
+    step = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["step"]
+    assert 0 < step < 400
+    exported = export_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", tmp_path / "partial")
+    assert exported.is_file()
+    done = run_cli("-q", "train", *cli_args({**values, "steps": step + 2}), "--resume")
+    assert done.returncode == 0, done.stderr
+
+
+def test_refuses_to_overwrite_or_resume_another_config(shared_data: Path, tmp_path: Path) -> None:
+    values = tiny_overrides(shared_data, tmp_path / "run", steps=2)
+    Trainer(load_config(None, values)).run()
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        Trainer(load_config(None, values))
+    with pytest.raises(CheckpointError, match="'seed' was 1"):
+        Trainer(load_config(None, {**values, "seed": 2}), resume=True)
+
+
+@pytest.mark.ddp
+def test_torchrun_two_cpu_processes(shared_data: Path, tmp_path: Path) -> None:
+    values = tiny_overrides(shared_data, tmp_path / "ddp", steps=6, device="cpu")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+         "fastnst.cli", "-q", "train", *cli_args(values)],
+        capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    payload = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pt", weights_only=True)
+    assert payload["step"] == 6
+    assert not any(key.startswith("module.") for key in payload["model"])
+    assert (tmp_path / "ddp" / "model.safetensors").is_file()

@@ -1,0 +1,74 @@
+"""The tools around the model zoo: the recipe-variant screen's pick rule, train_zoo's hard time limit, and the CLI
+working on machines without the server's dependencies (GPU images used for training have no FastAPI)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+import train_zoo
+from screen_models import choose, style_of
+
+
+def entry(style: float, grid: float, flagged: bool) -> dict:
+    return {"style": style, "grid_levels_4": grid, "checkerboard_flag": flagged}
+
+
+def test_variant_names_split_into_style_and_variant() -> None:
+    assert style_of(Path("runs/models/great_wave__tv3e6_l1q")) == ("great_wave", "tv3e6_l1q")
+    assert style_of(Path("moulin_de_la_galette")) == ("moulin_de_la_galette", "base")
+
+
+def test_screen_picks_the_unflagged_variant_with_the_lowest_style_loss() -> None:
+    results = {
+        "starry_night__a": entry(1.9e5, 2.7, True),   # lowest style loss, but shows the grid
+        "starry_night__b": entry(2.7e5, 1.8, False),
+        "starry_night__c": entry(2.4e5, 1.2, False),
+        "night_cafe__a": entry(1.2e5, 1.6, True),
+        "night_cafe__b": entry(1.1e5, 1.9, True),
+    }
+    # Every night_cafe variant is flagged: the faintest grid wins, not the lowest style loss.
+    assert choose(results) == {"starry_night": "c", "night_cafe": "a"}
+
+
+def test_train_zoo_max_seconds_sets_a_deadline_without_probing(monkeypatch, tmp_path: Path) -> None:
+    calls = []
+
+    def fake_run_all(configs, steps, runs_dir, recipe, extra, threads, deadline):
+        calls.append((steps, deadline, extra))
+        return {c.stem: 1 for c in configs}
+
+    monkeypatch.setattr(train_zoo, "run_all", fake_run_all)
+    config = tmp_path / "style.toml"
+    config.write_text("")
+    monkeypatch.setattr(sys, "argv", ["train_zoo.py", str(config), "--steps", "762", "--max-seconds", "90",
+                                      "--runs-dir", str(tmp_path / "runs"), "--models-dir", str(tmp_path / "m"),
+                                      "--", "--num-workers", "1"])
+    started = time.time()
+    assert train_zoo.main() == 1  # the fake runs all "failed": nothing exported
+    (steps, deadline, extra), = calls  # one call: no probe
+    assert steps == 762 and extra == ["--num-workers", "1"]
+    assert started + 89 <= deadline <= time.time() + 90
+
+
+@pytest.mark.parametrize("blocked", [("fastapi", "uvicorn", "starlette")])
+def test_cli_works_without_the_server_dependencies(blocked: tuple[str, ...]) -> None:
+    code = ("import sys\n"
+            + "".join(f"sys.modules[{name!r}] = None\n" for name in blocked)
+            + "from fastnst.cli import main\n"
+            "sys.argv = ['fastnst', 'train', '--help']\n"
+            "sys.exit(main())\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--tv-weight" in result.stdout
+    serve = code.replace("'train', '--help'", "'serve', '--models', 'models'")
+    served = subprocess.run([sys.executable, "-c", serve], capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+    assert served.returncode == 1, served.stderr[-2000:]
+    assert 'pip install "fastnst[serve]"' in served.stderr and "Traceback" not in served.stderr
