@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from fastnst.model.files import load_model
-from fastnst.training.quality import EDGE_BINS, heldout_photos, load_eval_image, luminance
 from fastnst.runtime.margin import with_margin
+from fastnst.training.quality import EDGE_BINS, heldout_photos, load_eval_image, luminance
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FASTNST_SHARED_DATA", REPO.parent / "shared" / "data"))

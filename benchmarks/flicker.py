@@ -31,16 +31,17 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fastnst.utils.images import image_to_tensor
 from fastnst.model.files import load_model
 from fastnst.runtime.video import TemporalBlend, flicker_ratio, model_stylizer
+from fastnst.utils.images import image_to_tensor
 
 
 def clips(photo: Path, width: int, height: int, frames: int) -> dict[str, torch.Tensor]:
     """[T, 3, H, W] clips in [0, 1] (see the module docstring)."""
     gen = torch.Generator().manual_seed(0)
     big = image_to_tensor(Image.open(photo).convert("RGB").resize((width + 2 * frames, height + 2 * frames)))
-    noise = lambda: torch.randn(frames, 3, height, width, generator=gen) * (2 / 255)
+    def noise():
+        return torch.randn(frames, 3, height, width, generator=gen) * (2 / 255)
     view = big[..., frames : frames + height, frames : frames + width]
     static = view.repeat(frames, 1, 1, 1)
     pan = torch.cat([big[..., frames : frames + height, 2 * t : 2 * t + width] for t in range(frames)])

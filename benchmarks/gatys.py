@@ -32,12 +32,13 @@ from PIL import Image
 from torch import nn
 from torchvision.models import vgg19
 
-from fastnst.utils.images import image_to_tensor, load_rgb
 from fastnst.bench.machine import cpu_details
-from fastnst.optimizer.loop import Progress, load_loss_network, optimize
 from fastnst.optimizer.config import DEFAULT_LOSS_WEIGHTS, GATYS_STYLE_LAYERS, OptimizeOptions
+from fastnst.optimizer.loop import Progress, load_loss_network, optimize
 from fastnst.perceptual.vgg import layer_names
-from fastnst.perceptual.weights.resolve import NORMALIZATION, load_vgg_features_state
+from fastnst.perceptual.weights.catalogue import NORMALIZATION
+from fastnst.perceptual.weights.resolve import load_vgg_features_state
+from fastnst.utils.images import image_to_tensor, load_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FASTNST_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -360,9 +361,10 @@ def main() -> None:
         if name != reference:
             entry["speedup_vs_reference"] = [
                 r / f if r is not None and f is not None else None
-                for r, f in zip(ref_times, entry["time_to_target_s"])]  # type: ignore[call-overload]
+                for r, f in zip(ref_times, entry["time_to_target_s"], strict=False)]  # type: ignore[call-overload]
     # Both start from the content image, so their first losses must agree: a check that the objectives match.
-    first_losses = {name: runs[0][0][0][1] for name, runs in results.items() if name in (reference, variants["fp32"][0])}
+    first_losses = {name: runs[0][0][0][1] for name, runs in results.items()
+                    if name in (reference, variants["fp32"][0])}
     info = {
         "cpu": cpu_details(), "threads": args.threads, "torch": torch.__version__, "size": size,
         "budget_s": args.budget, "rounds": args.rounds, "target_loss": target,

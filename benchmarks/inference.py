@@ -7,7 +7,8 @@ onnxruntime(-gpu) only, not the rest of fastnst's dependencies:
     PYTHONPATH=. python benchmarks/inference.py              # CPU or GPU, all sizes (4K only on GPUs by default)
     PYTHONPATH=. python benchmarks/inference.py --quick      # the goals' cases only: a minute or two
     PYTHONPATH=. python benchmarks/inference.py --device cuda --precisions fp16 --sizes 1080p 4k
-Results: benchmarks/results/<host>.json (machine, versions, every timing) and a Markdown table on stdout.
+Results: ./fastnst-bench-<host>-<time>.json unless -o names a file (machine, versions, every timing; a file git
+tracks is never overwritten: write elsewhere and copy it over to update one) and a Markdown table on stdout.
 """
 
 import argparse

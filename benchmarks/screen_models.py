@@ -3,8 +3,8 @@
 
 Meant for the device call that trains several recipe variants of a style side by side (model folders named
 ``<style>__<variant>``): each model stylizes the held-out photos, and the script reports the checks of
-``scripts/evaluate_models.py`` that decide a recipe (the 4-px grid and border statistics of fastnst.training.quality, and
-the crop-vs-whole dark edge of ``benchmarks/border_margin.py``) plus the held-out style and content loss, all
+``scripts/evaluate_models.py`` that decide a recipe (the 4-px grid and border statistics of fastnst.training.quality,
+and the crop-vs-whole dark edge of ``benchmarks/border_margin.py``) plus the held-out style and content loss, all
 variants measured with the style's *shipped* loss weights (so a variant trained with other layer weights is
 still compared in the same units). Then, per style, it picks the variant without a grid flag and with the lowest
 style loss (the lowest grid amplitude when every variant is flagged) and writes ``<style> <variant>`` lines.

@@ -192,8 +192,8 @@ def main() -> int:
         results["speedup"] = round(batched["throughput_img_s"] / unbatched["throughput_img_s"], 3)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\n{results['gpu'] or results['cpu']} ({results['cpu_count']} CPU cores), {args.clients} clients, {args.side}² images, "
-          f"{args.seconds:g} s per mode")
+    print(f"\n{results['gpu'] or results['cpu']} ({results['cpu_count']} CPU cores), {args.clients} clients, "
+          f"{args.side}² images, {args.seconds:g} s per mode")
     print(f"{'mode':<10} {'img/s':>7} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} {'ok':>5} errors")
     for name in ("batched", "unbatched"):
         mode = results["modes"][name]  # type: ignore[index]

@@ -4,7 +4,8 @@
 The photo is made in a first subprocess (a real photo from ../shared/data upscaled, or a synthetic texture), and
 stylized in a second one that does exactly what ``fastnst stylize big.jpg --tile 512`` does: decode, stylize in
 tiles, encode. Its peak resident set size is the kernel's ``ru_maxrss`` for that child alone, so nothing the
-parent allocated counts (``os.wait4`` returns that child's own rusage). The whole-image pass would need ~1000 bytes/pixel (≈33 GB here). Usage:
+parent allocated counts (``os.wait4`` returns that child's own rusage). The whole-image pass would need ~1000
+bytes/pixel (≈33 GB here). Usage:
 
     python benchmarks/tiling_memory.py [--size 7680x4320] [--tile 512] [--model starry_night] [--threads 2]
 """

@@ -24,11 +24,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_recipe import ReferenceTrainer
 
+from fastnst.bench.machine import device_name
+from fastnst.perceptual.weights.resolve import load_vgg_features_state
 from fastnst.training.config import load_config
 from fastnst.training.data import CropSpec, PhotoCrops
-from fastnst.bench.machine import device_name
 from fastnst.training.trainer import Trainer
-from fastnst.perceptual.weights.resolve import load_vgg_features_state
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "photos"))
-    parser.add_argument("--style", default=str(REPO.parent / "shared" / "data" / "styles" / "van_gogh_starry_night.jpg"))
+    parser.add_argument("--style",
+                        default=str(REPO.parent / "shared" / "data" / "styles" / "van_gogh_starry_night.jpg"))
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant")
@@ -59,7 +60,8 @@ def main() -> int:
                for i in range(args.rounds * args.steps + args.warmup)]
 
     names = args.variants.split(",") if args.variants != "auto" else (
-        ["fp32", "fp32-cl", "bf16-cl", "bf16-cl-compile", "bf16-cl-graphs"] if device.type == "cuda" else ["fp32", "fp32-cl", "bf16-cl"])
+        ["fp32", "fp32-cl", "bf16-cl", "bf16-cl-compile", "bf16-cl-graphs"] if device.type == "cuda"
+        else ["fp32", "fp32-cl", "bf16-cl"])
     runners: dict[str, object] = {}
     from fastnst.utils.images import image_to_tensor, load_rgb
     style = image_to_tensor(load_rgb(args.style))

@@ -20,13 +20,21 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
+QUIET_HELP = "no progress bars or info messages"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The whole parser; registering a command imports no torch (its ``run`` imports what it needs)."""
     parser = argparse.ArgumentParser(prog="fastnst", description="Fast neural style transfer.")
     parser.add_argument("--version", action="version", version=f"fastnst {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages")
+    parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__package__}.commands.{name}").register(commands)
+    for command in commands.choices.values():
+        # `fastnst train -q` as well as `fastnst -q train`: SUPPRESS leaves the top-level value alone when the
+        # command's own -q is not given.
+        command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
     return parser
 
 

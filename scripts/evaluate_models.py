@@ -2,8 +2,8 @@
 """Measure every shipped style model on the photos its trainer held out, and check it for artifacts.
 
 For each model, on each held-out photo (every ``holdout_every``-th photo of the sorted training folder, never
-seen in training; shorter side resized to 256 px), the trainer's own content and style losses (fastnst.perceptual.losses on
-fastnst.perceptual.vgg, weighted as in the training log) are computed for:
+seen in training; shorter side resized to 256 px), the trainer's own content and style losses
+(fastnst.perceptual.losses on fastnst.perceptual.vgg, weighted as in the training log) are computed for:
 
 - the trained model;
 - the untrained network (the trainer's seeded initialisation: the run at step 0);
@@ -35,7 +35,23 @@ from train_zoo import recipe_of  # scripts/ is on sys.path when this file is run
 
 from fastnst.bench.machine import cpu_model
 from fastnst.model.files import load_model
-from fastnst.training.quality import BORDER_BAND_FRACTION, BORDER_DETAIL_MAX, BORDER_LUMA_MAX, CHECKERBOARD_MAX, CHECKERBOARD_MIN_LEVELS, EDGE_BINS, EVAL_SHORT_SIDE, ArtifactReport, LossMeter, artifact_report, config_of, heldout_photos, load_eval_image, make_vgg, untrained_network
+from fastnst.training.quality import (
+    BORDER_BAND_FRACTION,
+    BORDER_DETAIL_MAX,
+    BORDER_LUMA_MAX,
+    CHECKERBOARD_MAX,
+    CHECKERBOARD_MIN_LEVELS,
+    EDGE_BINS,
+    EVAL_SHORT_SIDE,
+    ArtifactReport,
+    LossMeter,
+    artifact_report,
+    config_of,
+    heldout_photos,
+    load_eval_image,
+    make_vgg,
+    untrained_network,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FASTNST_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -52,7 +68,7 @@ def mean(values: list[float]) -> float:
 @torch.no_grad()
 def measure(outputs: list[torch.Tensor], features: list[dict[str, torch.Tensor]], meter: LossMeter) -> dict:
     """Mean (and per-photo) weighted content and style loss of ``outputs`` against each photo's features."""
-    per_photo = [meter(out, feats) for out, feats in zip(outputs, features)]
+    per_photo = [meter(out, feats) for out, feats in zip(outputs, features, strict=False)]
     summary = {key: mean([p[key] for p in per_photo]) for key in ("content", "style")}
     return {**summary, "per_photo": per_photo}
 
@@ -201,8 +217,10 @@ def markdown(report: dict) -> str:
         "",
         (f"Every shipped model (`models/<name>/`) measured on the **{n} photos the trainer held out** (every 10th of "
         "the sorted `../shared/data/photos`, never seen in training), resized so the shorter side is "
-        f"{report['eval_short_side']} px, with the **trainer's own loss definitions** (`fastnst.perceptual.losses` on "
-        "`fastnst.perceptual.vgg`, VGG16 ImageNet weights in fp32) and the model's own config (content layer, style layers, "
+        f"{report['eval_short_side']} px, with the **trainer's own loss definitions** "
+        "(`fastnst.perceptual.losses` on "
+        "`fastnst.perceptual.vgg`, VGG16 ImageNet weights in fp32) and the model's own config "
+        "(content layer, style layers, "
         "weights, style image at `style_size`). Losses are weighted as in the training log "
         "(content_weight·MSE of relu2_2 features; style_weight·Σ over relu1_2…relu4_3 of the MSE between Gram "
         "matrices normalised by C·H·W), averaged over the photos; outputs are clamped to [0, 1] as users get them."),
@@ -247,7 +265,8 @@ def markdown(report: dict) -> str:
     ]
     for name, m in models.items():
         tenth = m.get("tenth", {})
-        total = lambda d: d["content"] + d["style"] if d else None
+        def total(d):
+            return d["content"] + d["style"] if d else None
         final = (m.get("final_losses") or {}).get("total")
         lines.append(f"| `{name}` | {fmt(total(m['trained']))} | {fmt(total(tenth))} | "
                      f"{fmt(total(m['untrained']))} | {fmt(final)} |")

@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Export a model to verified ONNX: the same as ``fastnst export``. Example: python scripts/export_onnx.py -m starry_night"""
+"""Export a model to verified ONNX: the same as ``fastnst export``, every argument (``-q`` too) passed through.
+
+Example: python scripts/export_onnx.py -m starry_night -q
+"""
 
 import sys
 

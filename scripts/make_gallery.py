@@ -22,10 +22,10 @@ import torch
 from make_model_cards import SHARED, painting_info, read_manifest  # scripts/ is on sys.path when run
 from PIL import Image, ImageDraw, ImageFont
 
-from fastnst.utils.images import image_to_tensor, load_rgb, tensor_to_image
 from fastnst.model.files import load_model
-from fastnst.training.quality import heldout_photos
 from fastnst.runtime.pipeline import stylize_tensor
+from fastnst.training.quality import heldout_photos
+from fastnst.utils.images import image_to_tensor, load_rgb, tensor_to_image
 
 REPO = Path(__file__).resolve().parents[1]
 # Held-out photos, redistributable (CC0 / public domain), varied subjects: architecture, animal, colour, ruins.
@@ -51,7 +51,7 @@ def label(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], lines: list
     """Centred lines of text on a dark band."""
     draw.rectangle(box, fill=(24, 24, 24))
     y = box[1] + 4
-    for text, font in zip(lines, fonts):
+    for text, font in zip(lines, fonts, strict=False):
         width = draw.textlength(text, font=font)
         draw.text((box[0] + (box[2] - box[0] - width) / 2, y), text, fill=(235, 235, 235), font=font)
         y += font.size + 4
@@ -131,7 +131,8 @@ def page(models: list[Path], photos: list[Path], image_name: str, stylize_side: 
                for kind in ("checkerboard", "border")}
     if any(flagged.values()):
         lines += ["", ("Measured artifacts to look for: "
-                       + "; ".join(f"{kind} flagged in {', '.join(names)}" for kind, names in flagged.items() if names)
+                       + "; ".join(f"{kind} flagged in {', '.join(names)}"
+                                   for kind, names in flagged.items() if names)
                        + " ([quality.md](quality.md#artifacts), [recipes.md]"
                        "(recipes.md#artifacts-what-was-measured-what-was-tried-what-ships)).")]
     lines += ["", ("Paintings (public domain) are named, not shown: the digitisations in ../shared/data are not "
@@ -165,7 +166,8 @@ def main() -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.output, quality=JPEG_QUALITY, optimize=True, progressive=True)
     args.page.write_text(page(models, photos, os.path.relpath(args.output, args.page.parent), args.stylize_side))
-    print(f"wrote {args.output} ({grid.width}×{grid.height}, {args.output.stat().st_size / 1e6:.2f} MB) and {args.page}")
+    print(f"wrote {args.output} ({grid.width}×{grid.height}, {args.output.stat().st_size / 1e6:.2f} MB) "
+          f"and {args.page}")
     return 0
 
 

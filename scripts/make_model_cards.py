@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 from train_zoo import RECIPES, recipe_of  # scripts/ is on sys.path when this file is run
 
-from fastnst.training.data import find_photos, split_holdout
-from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side, save_image, tensor_to_image
 from fastnst.model.files import load_model
 from fastnst.runtime.pipeline import stylize_tensor
+from fastnst.training.data import find_photos, split_holdout
+from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side, save_image, tensor_to_image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FASTNST_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -109,7 +109,8 @@ def card(folder: Path, meta: dict, painting: Painting, photos: tuple[int, int, s
     weights = folder / "model.safetensors"
     onnx = folder / "model.onnx"
     n_train, n_held, packages = photos
-    layers = ", ".join(f"{layer} ×{w:g}" for layer, w in zip(config["style_layers"], config["style_layer_weights"]))
+    layers = ", ".join(f"{layer} ×{w:g}"
+                       for layer, w in zip(config["style_layers"], config["style_layer_weights"], strict=False))
     recipe_flags = " ".join(f"{k} {v}" for k, v in RECIPES.get(recipe, {}).items())
     lines = [
         f"# `{name}` — fastnst style model",
@@ -121,8 +122,9 @@ def card(folder: Path, meta: dict, painting: Painting, photos: tuple[int, int, s
         "",
         f"![{name} applied to a held-out photo](sample.jpg)",
         "",
-        (f"*Sample:* `samples/castle.jpg` (Neuschwanstein Castle, photo by cameralends, CC0; held out from training), "
-        f"stylized at {SAMPLE_MAX_SIDE} px on the longer side with `fastnst stylize samples/castle.jpg --model {name}`."),
+        (f"*Sample:* `samples/castle.jpg` (Neuschwanstein Castle, photo by cameralends, CC0; held out from "
+        f"training), stylized at {SAMPLE_MAX_SIDE} px on the longer side with "
+        f"`fastnst stylize samples/castle.jpg --model {name}`."),
         "",
         "## Style image",
         "",
@@ -145,8 +147,8 @@ def card(folder: Path, meta: dict, painting: Painting, photos: tuple[int, int, s
         "- `model.json` — architecture, the full training config, steps, final losses, hardware",
     ]
     if onnx.is_file():
-        lines.append(f"- `model.onnx` — ONNX export ({onnx.stat().st_size / 1e6:.1f} MB; dynamic batch, height, width; "
-                     "checked against PyTorch when exported)")
+        lines.append(f"- `model.onnx` — ONNX export ({onnx.stat().st_size / 1e6:.1f} MB; dynamic batch, height, "
+                     "width; checked against PyTorch when exported)")
     lines += [
         "- `sample.jpg` — the sample above",
         "",
@@ -161,7 +163,8 @@ def card(folder: Path, meta: dict, painting: Painting, photos: tuple[int, int, s
         (f"| steps | {meta['steps']} × batch {config['batch_size']} random {config['image_size']}² crops "
         f"({meta['steps'] * config['batch_size']:,} crops) |"),
         (f"| optimiser | Adam, learning rate {config['learning_rate']:g}, {config['schedule']} schedule to "
-        f"{config['learning_rate'] * config['min_lr_ratio']:g}, warm-up {config['warmup_steps']}, seed {config['seed']} |"),
+        f"{config['learning_rate'] * config['min_lr_ratio']:g}, warm-up {config['warmup_steps']}, "
+        f"seed {config['seed']} |"),
         f"| loss network | {config['vgg']} (ImageNet weights) |",
         f"| content loss | {config['content_layer']}, weight {num(config['content_weight'])} |",
         f"| style loss | {layers}; weight {num(config['style_weight'])}; Gram matrices / (C·H·W) |",
@@ -204,8 +207,8 @@ def card(folder: Path, meta: dict, painting: Painting, photos: tuple[int, int, s
             "",
             "## Artifact checks",
             "",
-            (f"Grid-aligned pattern share (period 2 / 4 px; the photos' own in brackets): {a['checkerboard_2']:.3f} / "
-             f"{a['checkerboard_4']:.3f} ({a['photo_checkerboard_2']:.3f} / {a['photo_checkerboard_4']:.3f}), "
+            (f"Grid-aligned pattern share (period 2 / 4 px; the photos' own in brackets): {a['checkerboard_2']:.3f} "
+             f"/ {a['checkerboard_4']:.3f} ({a['photo_checkerboard_2']:.3f} / {a['photo_checkerboard_4']:.3f}), "
              f"period-4 amplitude {a['grid_levels_4']:.1f} grey levels. Border band vs interior, relative to the "
              f"photos': luma shift {a['border_luma_shift']:+.3f}, detail ratio {a['border_detail_ratio']:.2f}; "
              f"output minus photo luma {a['edge_profile'][0]:+.3f} at the edge (0–2 px) and "
@@ -213,7 +216,8 @@ def card(folder: Path, meta: dict, painting: Painting, photos: tuple[int, int, s
              f"Flags: **{', '.join(flags) or 'none'}** (method and thresholds: "
              "[docs/quality.md](../../docs/quality.md#artifacts)"
              + ("; what was tried and what is left: [docs/recipes.md]"
-                "(../../docs/recipes.md#artifacts-what-was-measured-what-was-tried-what-ships)" if flags else "") + ")."),
+                "(../../docs/recipes.md#artifacts-what-was-measured-what-was-tried-what-ships)"
+                if flags else "") + ")."),
         ]
     else:
         lines.append("- Held-out losses: not measured yet (run `scripts/evaluate_models.py`).")

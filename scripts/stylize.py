@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Stylize images: the same as ``fastnst stylize``. Example: python scripts/stylize.py -m M photo.jpg -o out.jpg"""
+"""Stylize images: the same as ``fastnst stylize``, every argument (``-q`` too) passed through.
+
+Example: python scripts/stylize.py -m M photo.jpg -o out.jpg -q
+"""
 
 import sys
 

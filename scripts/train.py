@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Train a style network: the same as ``fastnst train``. Example: python scripts/train.py -c configs/styles/X.toml"""
+"""Train a style network: the same as ``fastnst train``, every argument (``-q`` too) passed through.
+
+Example: python scripts/train.py -c configs/styles/X.toml -q; python scripts/train.py --output-dir RUN --resume
+"""
 
 import sys
 

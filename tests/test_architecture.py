@@ -115,11 +115,13 @@ def test_the_checker_sees_upward_and_sideways_imports(tmp_path: Path) -> None:
     """The walker itself, on a made-up runtime module: a lazy import of the exporter (upward) and a relative import
     of the trainer from the optimizer (sideways) are both reported; an import of utils is not."""
     probe = tmp_path / "probe.py"
-    probe.write_text("from fastnst.utils import errors\n\ndef f():\n    from fastnst.export.onnx import export_onnx\n")
+    probe.write_text("from fastnst.utils import errors\n\n"
+                     "def f():\n    from fastnst.export.onnx import export_onnx\n")
     imports = fastnst_imports(probe, "fastnst.runtime.probe")
     assert imports == {"fastnst.utils.errors", "fastnst.export.onnx"}
     sideways = tmp_path / "side.py"
     sideways.write_text("from ..training import trainer\n")
-    graph = {"fastnst.runtime.probe": imports, "fastnst.optimizer.side": fastnst_imports(sideways, "fastnst.optimizer.side")}
+    graph = {"fastnst.runtime.probe": imports,
+             "fastnst.optimizer.side": fastnst_imports(sideways, "fastnst.optimizer.side")}
     wrong = upward_imports(graph)
     assert len(wrong) == 2 and "fastnst.export.onnx" in wrong[1] and "fastnst.training.trainer" in wrong[0]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def cpu_model() -> str:
@@ -35,5 +37,7 @@ def cpu_details() -> str:
 
 def device_name(device: torch.device | str) -> str:
     """'NVIDIA H200' for a CUDA device, the CPU model otherwise."""
+    import torch  # here, so the CPU's name is known without loading torch
+
     device = torch.device(device)
     return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()

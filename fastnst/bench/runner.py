@@ -212,7 +212,8 @@ def _cases(weights: Path, backends: list[str], precisions: list[str] | None, tar
             for compiled in (False, True) if compile else (False,):
                 net, _ = load_model(weights, device=target)
                 cases.append(Case("torch", precision, compiled=compiled,
-                                  runner=TorchBackend(net, device=str(target), precision=precision, compile=compiled)))
+                                  runner=TorchBackend(net, device=str(target), precision=precision,
+                                                      compile=compiled)))
     if "onnxruntime" in backends:
         if not have_onnxruntime():
             skipped.append({"size": "all", "case": "onnxruntime", "reason": "onnxruntime is not installed"})
@@ -361,7 +362,7 @@ def _machine(target: torch.device) -> dict[str, Any]:
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """The results as a Markdown table (what the README and the issue show)."""
+    """The results as a Markdown table (the form docs/benchmarks.md uses)."""
     machine = report["machine"]
     where = machine["gpu"]["name"] if machine.get("gpu") else f"{machine['cpu']} ({machine['cpu_count']} cores)"
     settings = report["settings"]

@@ -4,4 +4,4 @@ Adding a command means adding its module name to ``COMMANDS`` below; modules imp
 ``run`` so ``fastnst --help`` stays fast.
 """
 
-COMMANDS: tuple[str, ...] = ("train", "stylize", "serve", "optimize", "export", "bench")
+COMMANDS: tuple[str, ...] = ("train", "stylize", "serve", "optimize", "export", "bench", "models")

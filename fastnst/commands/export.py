@@ -6,14 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from fastnst.utils.defaults import DEFAULT_MIN_PSNR, DEFAULT_OPSET, DEFAULT_TOLERANCE
 from fastnst.utils.errors import FastNSTError
 
 PRECISION_CHOICES = ("fp32", "fp16", "int8")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from fastnst.export.onnx import DEFAULT_MIN_PSNR, DEFAULT_OPSET, DEFAULT_TOLERANCE
-
     parser = commands.add_parser(
         "export", help="export a model to ONNX (verified against PyTorch)",
         description="Export a trained model to ONNX with dynamic batch/height/width and its metadata inside, check "
@@ -21,16 +20,19 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "fp16/int8 models are kept only if their PSNR against fp32 on held-aside photos reaches "
                     "--min-psnr.")
     parser.add_argument("-m", "--model", required=True,
-                        help="model folder, .safetensors file, or name of a model under ./models")
+                        help="model folder, .safetensors file, or a model name (`fastnst models` lists them)")
     parser.add_argument("-o", "--output", help="output .onnx file (one precision) or folder [default: the model's "
                         "folder, as model.onnx / model.fp16.onnx / model.int8.onnx]")
     parser.add_argument("--precision", nargs="+", choices=PRECISION_CHOICES, default=["fp32"],
                         help="one or more precisions to export [default: fp32]")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, ≥ 17 [default: {DEFAULT_OPSET}]")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                        help=f"ONNX opset, ≥ 17 [default: {DEFAULT_OPSET}]")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
-                        help=f"largest accepted |ONNX Runtime − PyTorch| on [0,1] outputs [default: {DEFAULT_TOLERANCE:g}]")
+                        help="largest accepted |ONNX Runtime − PyTorch| on [0,1] outputs "
+                             f"[default: {DEFAULT_TOLERANCE:g}]")
     parser.add_argument("--min-psnr", type=float, default=DEFAULT_MIN_PSNR,
-                        help=f"refuse fp16/int8 models below this mean PSNR (dB) against fp32 [default: {DEFAULT_MIN_PSNR:g}]")
+                        help="refuse fp16/int8 models below this mean PSNR (dB) against fp32 "
+                             f"[default: {DEFAULT_MIN_PSNR:g}]")
     parser.add_argument("--photos", help="folder of real photos: every --holdout-every-th is held aside for the "
                         "checks, the rest calibrates int8 [default: the model's training folder, if present]")
     parser.add_argument("--holdout-every", type=int, default=None,

@@ -29,8 +29,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from fastnst.optimizer.loop import Progress, optimize_files
     from fastnst.optimizer.config import SCHEMA, OptimizeOptions
+    from fastnst.optimizer.loop import Progress, optimize_files
 
     # Checked before anything is loaded: a bad option is one line and exit 1.
     options = OptimizeOptions(**SCHEMA.overrides_from(args))

@@ -13,7 +13,6 @@ def register(commands: argparse._SubParsersAction) -> None:
                                              "a web page at /, OpenAPI docs at /docs, metrics at /metrics.")
     parser.add_argument("-c", "--config", help="TOML file of server settings (top-level keys named like the flags)")
     from fastnst.server.settings import SCHEMA
-    from fastnst.utils.device import resolve_device
 
     SCHEMA.add_flags(parser, "settings (override --config; defaults shown are the server's)")
     parser.set_defaults(handler=run)

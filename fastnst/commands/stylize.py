@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastnst.utils.errors import FastNSTError
+
+if TYPE_CHECKING:  # imported for annotations only: registering the command stays free of torch
+    from fastnst.runtime.base import Backend
 
 EXIT_ERROR = 1
 PRESERVE_COLOR = ("none", "luminance", "histogram")  # = runtime.color.PRESERVE_COLOR_CHOICES (torch-free import)
@@ -15,7 +20,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("stylize", help="stylize images with a trained model")
     parser.add_argument("inputs", nargs="+", help="image files and/or folders")
     parser.add_argument("-m", "--model", required=True,
-                        help="model folder, .safetensors or .onnx file, or name of a model under ./models")
+                        help="model folder, .safetensors or .onnx file, or a model name (`fastnst models` "
+                             "lists them)")
     parser.add_argument("-o", "--output", required=True,
                         help="output file (one input) or folder (several inputs or a folder)")
     parser.add_argument("--format", dest="out_format", choices=["jpg", "png", "webp", "bmp", "tif"],
@@ -28,8 +34,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="auto = fp32 on CPUs, fp16 on GPUs; bf16 needs the torch backend, int8 the "
                              "onnxruntime backend and model.int8.onnx [default: auto]")
     parser.add_argument("--compile", action="store_true",
-                        help="run the network through torch.compile (torch backend): on GPUs about 3× faster per "
-                             "frame after a minute of compiling per input size, so for videos and same-size batches")
+                        help="run the network through torch.compile (torch backend): on GPUs several times faster "
+                             "per frame after a minute of compiling per input size, so for videos and same-size "
+                             "batches")
     parser.add_argument("--max-pixels", type=int, default=None,
                         help="refuse images with more decoded pixels than this [default: 100000000]")
     _register_controls(parser)
@@ -57,61 +64,76 @@ def _register_controls(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="videos: frames per batch [default: 4]")
 
 
-def _needs_torch(args: argparse.Namespace, jobs: list, max_pixels: int) -> bool:
-    """True when tiles are asked for, or an image is too large to stylize whole (tiles need the torch network)."""
-    from fastnst.runtime.tiling import too_large_for_whole
+def _progress_bars(quiet: bool):  # -> a Reporter (its class needs tqdm, imported here)
+    """A pipeline Reporter drawing progress bars (one over several jobs, one per video over its frames) and
+    printing skipped files, on stderr."""
+    from tqdm import tqdm
+
+    from fastnst.runtime.pipeline import Job, Reporter
     from fastnst.runtime.video import is_video
 
-    if args.tile > 0:
-        return True
-    return any(not is_video(job.source) and too_large_for_whole(job.source, max_pixels) for job in jobs)
+    class Bars(Reporter):
+        def __init__(self) -> None:
+            self.jobs: tqdm | None = None
+            self.frames: tqdm | None = None
+
+        def planned(self, jobs: list[Job]) -> None:
+            self.jobs = tqdm(total=len(jobs), desc="stylize", unit="img", disable=len(jobs) < 2 or quiet,
+                             dynamic_ncols=True)
+
+        def job_started(self, job: Job, frames: int | None) -> None:
+            if is_video(job.source):
+                self.frames = tqdm(total=frames, desc=job.source.name, unit="frame", disable=quiet, leave=False,
+                                   dynamic_ncols=True)
+
+        def frames_done(self, job: Job, count: int) -> None:
+            if self.frames is not None:
+                self.frames.update(count)
+
+        def job_failed(self, job: Job, error: FastNSTError) -> None:
+            tqdm.write(f"fastnst: skipped: {error}", file=sys.stderr)
+
+        def job_finished(self, job: Job, written: Path | None) -> None:
+            if self.frames is not None:
+                self.frames.close()
+                self.frames = None
+            if self.jobs is not None:
+                self.jobs.update(1)
+
+        def close(self) -> None:
+            if self.jobs is not None:
+                self.jobs.close()
+
+    return Bars()
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from fastnst.utils.images import DEFAULT_MAX_PIXELS
-    from fastnst.runtime.color import Controls
+    from fastnst.runtime.pipeline import StylizeOptions, backend_for, stylize_paths
     from fastnst.runtime.select import load_backend
-    from fastnst.runtime.video import is_video, probe_video, stylize_video_file
-    from fastnst.runtime.pipeline import plan_jobs, stylize_file
     from fastnst.utils.device import resolve_device
+    from fastnst.utils.images import DEFAULT_MAX_PIXELS
 
-    if args.max_pixels is not None and args.max_pixels < 1:
-        raise FastNSTError(f"--max-pixels must be positive, got {args.max_pixels}")
+    options = StylizeOptions(strength=args.strength, preserve_color=args.preserve_color, margin=args.margin,
+                             tile=args.tile, overlap=args.tile_overlap,
+                             max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
+                             flicker=args.flicker_reduction, batch_size=args.batch_size)
     device = resolve_device(args.device).type
-    max_pixels = args.max_pixels if args.max_pixels is not None else DEFAULT_MAX_PIXELS
-    controls = Controls(args.strength, args.preserve_color)
-    if args.tile < 0 or args.tile_overlap < 0 or args.margin < 0 or args.batch_size < 1:
-        raise FastNSTError("--tile, --tile-overlap and --margin must be 0 or more, --batch-size 1 or more")
-    jobs = plan_jobs(args.inputs, args.output, args.out_format)  # validate everything before loading the model
-    backend = args.backend
-    if backend == "auto" and _needs_torch(args, jobs, max_pixels):
-        backend = "torch"  # tiles need the PyTorch network's norm layers
-    model, _info = load_backend(args.model, backend=backend, precision=args.precision, device=device,
-                                compile=args.compile)
-    failures = 0
-    show_bar = len(jobs) > 1 and not args.quiet
-    for job in tqdm(jobs, desc="stylize", unit="img", disable=not show_bar, dynamic_ncols=True):
-        try:
-            if is_video(job.source):
-                frames = probe_video(job.source).frames
-                with tqdm(total=frames, desc=job.source.name, unit="frame", disable=args.quiet, leave=False,
-                          dynamic_ncols=True) as bar:
-                    stylize_video_file(model, job.source, job.target, flicker=args.flicker_reduction,
-                                       batch_size=args.batch_size, controls=controls, max_pixels=max_pixels,
-                                       progress=bar.update, margin=args.margin)
-            else:
-                stylize_file(model, job.source, job.target, max_pixels=max_pixels, tile=args.tile,
-                             overlap=args.tile_overlap, controls=controls, margin=args.margin)
-        except FastNSTError as exc:
-            if len(jobs) == 1:
-                raise
-            failures += 1
-            tqdm.write(f"fastnst: skipped: {exc}", file=sys.stderr)
-    if len(jobs) == 1 and not args.quiet:
-        print(f"wrote {jobs[0].target}")
-    if failures:
-        print(f"fastnst: error: {failures} of {len(jobs)} image(s) could not be stylized", file=sys.stderr)
+
+    def runner_for(wants_torch: bool) -> Backend:
+        runner, _info = load_backend(args.model, backend=backend_for(args.backend, wants_torch),
+                                     precision=args.precision, device=device, compile=args.compile)
+        return runner
+
+    bars = _progress_bars(args.quiet)
+    try:  # every input and output is checked before the model is loaded
+        summary = stylize_paths(runner_for, args.inputs, args.output, out_format=args.out_format, options=options,
+                                reporter=bars)
+    finally:
+        bars.close()
+    if len(summary.jobs) == 1 and not args.quiet:
+        print(f"wrote {summary.jobs[0].target}")
+    if summary.failures:
+        print(f"fastnst: error: {len(summary.failures)} of {len(summary.jobs)} image(s) could not be stylized",
+              file=sys.stderr)
         return EXIT_ERROR
     return 0

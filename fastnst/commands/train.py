@@ -15,7 +15,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("train", help="train a style network", description="Train a style network "
                                  "(Johnson et al. 2016). Values come from --config, then from the flags below.")
     parser.add_argument("-c", "--config", help="TOML config file (see configs/)")
-    parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoints/last.pt")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from <output_dir>/checkpoints/last.pt; without --config, the run's saved "
+                             "<output_dir>/checkpoints/config.toml is the config (flags still override it)")
     from fastnst.training.config import SCHEMA
 
     SCHEMA.add_flags(parser, "config overrides (defaults shown are TrainConfig's)")
@@ -27,10 +29,18 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from fastnst.training.config import SCHEMA, load_config
-    from fastnst.training.trainer import StepReport, Trainer, TrainingStopped
+    from fastnst.training.config import SCHEMA, load_config, load_run_config
 
-    config = load_config(args.config, SCHEMA.overrides_from(args))
+    overrides = SCHEMA.overrides_from(args)
+    if args.resume and args.config is None and "output_dir" in overrides:
+        config = load_run_config(overrides["output_dir"], overrides)  # the run's own saved config
+    elif args.resume and args.config is None and "style_image" not in overrides:
+        raise FastNSTError("--resume needs the run to continue: its folder (--output-dir RUN) or its --config")
+    else:
+        config = load_config(args.config, overrides)
+
+    from fastnst.training.trainer import StepReport, Trainer, TrainingStopped  # torch: after the config is checked
+
     is_main = int(os.environ.get("RANK", "0")) == 0
     bar = tqdm(total=config.steps, desc=config.style_name, unit="step", dynamic_ncols=True,
                disable=args.quiet or not is_main)

@@ -27,10 +27,11 @@ import numpy as np
 import torch
 
 from fastnst._version import __version__
-from fastnst.utils.atomic import atomic_path
-from fastnst.utils.errors import ExportError, first_line
 from fastnst.model.files import ONNX_FILES, ONNX_FORMAT, ONNX_INPUT, ONNX_OUTPUT, ModelInfo
 from fastnst.model.transformer import MIN_INTERNAL_SIDE, TransformerNet
+from fastnst.utils.atomic import atomic_path
+from fastnst.utils.defaults import DEFAULT_MIN_PSNR, DEFAULT_OPSET, DEFAULT_TOLERANCE
+from fastnst.utils.errors import ExportError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,6 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 INPUT_NAME, OUTPUT_NAME = ONNX_INPUT, ONNX_OUTPUT
 DYNAMIC_AXES = ("batch", "height", "width")
 MIN_OPSET = 17  # InstanceNormalization, Pad with reflect mode and all ops used are stable since 13; 17 is the floor
-DEFAULT_OPSET = 18  # the dynamo exporter's native opset
-DEFAULT_TOLERANCE = 1e-4
-"""Largest accepted |ONNX Runtime − PyTorch| on [0, 1] outputs: 1/40 of an 8-bit step. Observed: ≈1e-6."""
-DEFAULT_MIN_PSNR = 35.0
-"""Reduced-precision models below this PSNR (dB) against fp32 on held-aside photos are refused."""
 VERIFY_MAX_SIDE = 256  # real images are downscaled to this for the PyTorch comparison (the error does not grow)
 RANDOM_SHAPES: tuple[tuple[int, int, int, int], ...] = ((1, 3, 64, 64), (2, 3, 45, 70), (1, 3, 16, 19))
 """Random verification batches: a plain size, a batch of 2 at sizes not divisible by 4, and the smallest side."""
@@ -104,10 +100,7 @@ def export_onnx(model: TransformerNet, info: ModelInfo, path: str | os.PathLike[
     verification = verify_against_torch(proto.SerializeToString(), model, check_images, tolerance)
     quality = None
     if precision != "fp32":
-        if precision == "fp16":
-            reduced = convert_fp16(proto)
-        else:
-            reduced = quantize.quantize_int8(proto, calibration_photos)
+        reduced = convert_fp16(proto) if precision == "fp16" else quantize.quantize_int8(proto, calibration_photos)
         quality = quantize.psnr_report(proto.SerializeToString(), reduced.SerializeToString(), evaluation_photos,
                                        max_side=eval_max_side)
         if quality.psnr_mean < min_psnr:
@@ -142,7 +135,8 @@ def trace(model: TransformerNet, *, opset: int = DEFAULT_OPSET, upsample: str = 
             3: torch.export.Dim(DYNAMIC_AXES[2], min=MIN_INTERNAL_SIDE)}
     example = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     # The exporter reports progress on stdout and warns about its internals; the library stays quiet.
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), _quiet_loggers("onnxscript", "onnx_ir"):
+    with (contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(),
+          _quiet_loggers("onnxscript", "onnx_ir")):
         warnings.simplefilter("ignore")
         try:
             program = torch.onnx.export(fused, (example,), None, input_names=[INPUT_NAME],
@@ -172,7 +166,7 @@ def _quiet_loggers(*names: str) -> Iterator[None]:
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=False):
             logger.setLevel(level)
 
 
@@ -211,8 +205,8 @@ def verify_against_torch(onnx_model: bytes | str | os.PathLike[str], model: Tran
 
     Raises ExportError when the largest absolute difference exceeds ``tolerance``.
     """
-    from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side
     from fastnst.runtime.onnx_backend import make_session
+    from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side
 
     session = make_session(onnx_model, providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(0)

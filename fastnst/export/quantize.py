@@ -5,10 +5,10 @@
   the weight rounding only.
 * int8: ONNX Runtime static quantization (QDQ format), activation ranges calibrated on real photos. Choices,
   each measured on the shipped models (PSNR against fp32 on held-out photos): per-channel int8 weights and
-  uint8 activations (the u8s8 kernels x86 VNNI runs fastest); percentile calibration (+2 dB over min/max:
-  rare extreme activations no longer stretch the range); only convolutions quantized (the adds of the split
-  output conv stay float); the first and last convolutions kept in float (+4–10 dB: the first sees the raw
-  0..255-scaled image, the last writes the picture), costing ≈10 % of the int8 speed-up.
+  uint8 activations (the u8s8 kernels x86 VNNI runs fastest); percentile calibration (rare extreme activations
+  no longer stretch the range); only convolutions quantized (the adds of the split output conv stay float); the
+  first and last convolutions kept in float (the first sees the raw 0..255-scaled image, the last writes the
+  picture), at a small cost in speed. The measured effect of each choice: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -104,8 +104,8 @@ def _root_logger_silenced() -> Iterator[None]:
 def psnr_report(reference: bytes | str, candidate: bytes | str, photos: Sequence[str | os.PathLike[str]], *,
                 max_side: int = 512) -> QualityReport:
     """PSNR of ``candidate``'s output against ``reference``'s (ONNX Runtime, CPU) on each photo."""
-    from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side
     from fastnst.runtime.onnx_backend import make_session
+    from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side
 
     if not photos:
         raise ExportError("no held-aside photos to measure PSNR on")

@@ -17,10 +17,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from fastnst._version import __version__
+from fastnst.model.transformer import TransformerNet, TransformerSpec
 from fastnst.utils.atomic import atomic_path, atomic_write_text
+from fastnst.utils.cache import default_cache_dir
 from fastnst.utils.errors import CheckpointError
 from fastnst.utils.hashing import sha256_file
-from fastnst.model.transformer import TransformerNet, TransformerSpec
 
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"
@@ -31,6 +32,7 @@ ONNX_FORMAT = "fastnst-transformer-onnx"
 ONNX_INPUT, ONNX_OUTPUT = "image", "stylized"
 """Names of the exported graph's input and output."""
 MODEL_SEARCH_ENV = "FASTNST_MODELS"
+"""Folders of model folders searched first for a model name (``os.pathsep``-separated)."""
 
 
 @dataclass
@@ -63,24 +65,61 @@ def save_model(model: TransformerNet, folder: str | os.PathLike[str], metadata: 
     return weights_path
 
 
+@dataclass(frozen=True)
+class SearchRoot:
+    """A folder whose sub-folders are models looked up by name, and why it is searched."""
+
+    folder: Path
+    origin: str  # "$FASTNST_MODELS", "./models", "user" or "shipped"
+
+
+def user_models_dir() -> Path:
+    """Where a user keeps models of their own: ``<cache>/models`` (``$FASTNST_CACHE``, else ~/.cache/fastnst)."""
+    return default_cache_dir() / "models"
+
+
+def shipped_models_dir() -> Path:
+    """The installation's own models: the ``models/`` folder beside the package in a source or editable install."""
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+def model_search_path() -> list[SearchRoot]:
+    """Where model names are looked up, in order: ``$FASTNST_MODELS`` (``os.pathsep``-separated), ./models, the
+    user's model folder, then the shipped models. A folder listed twice is searched once, at its first place."""
+    roots = [SearchRoot(Path(entry).expanduser(), f"${MODEL_SEARCH_ENV}")
+             for entry in os.environ.get(MODEL_SEARCH_ENV, "").split(os.pathsep) if entry.strip()]
+    roots += [SearchRoot(Path("models"), "./models"), SearchRoot(user_models_dir(), "user"),
+              SearchRoot(shipped_models_dir(), "shipped")]
+    unique: dict[Path, SearchRoot] = {}
+    for root in roots:
+        unique.setdefault(root.folder.resolve(), root)
+    return list(unique.values())
+
+
 def find_model(name_or_path: str | os.PathLike[str]) -> Path:
-    """Resolve a model argument: a folder, a .safetensors file, or a name under ./models or $FASTNST_MODELS."""
+    """Resolve a model argument to its weights file: a folder or a .safetensors file as given, else the name of a
+    model folder on :func:`model_search_path` (the first that holds it)."""
     candidate = Path(name_or_path)
     if candidate.is_dir():
         candidate = candidate / WEIGHTS_FILE
     if candidate.is_file():
         return candidate
-    roots = [Path(p) for p in os.environ.get(MODEL_SEARCH_ENV, "").split(os.pathsep) if p] + [Path("models")]
-    for root in roots:
-        weights = root / str(name_or_path) / WEIGHTS_FILE
-        if weights.is_file():
-            return weights
-    available = sorted({p.parent.name for root in roots if root.is_dir() for p in root.glob(f"*/{WEIGHTS_FILE}")})
-    hint = f"; available: {', '.join(available)}" if available else ""
-    raise CheckpointError(f"model '{name_or_path}' not found (a folder, a .safetensors file, or a name{hint})")
+    name = str(name_or_path)
+    roots = model_search_path()
+    if name and candidate.name == name and name not in (".", ".."):  # a plain name, never a path out of a root
+        for root in roots:
+            weights = root.folder / name / WEIGHTS_FILE
+            if weights.is_file():
+                return weights
+    places = ", ".join(f"{root.folder.absolute()} ({root.origin})" for root in roots)
+    available = sorted({p.parent.name for root in roots if root.folder.is_dir()
+                        for p in root.folder.glob(f"*/{WEIGHTS_FILE}")})
+    raise CheckpointError(f"model '{name_or_path}' not found: no such folder or file, and no model of that name in "
+                          f"{places}; available: {', '.join(available) or 'none'}")
 
 
-def load_model(name_or_path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[TransformerNet, ModelInfo]:
+def load_model(name_or_path: str | os.PathLike[str],
+               device: str | torch.device = "cpu") -> tuple[TransformerNet, ModelInfo]:
     """Load a trained transform network, verifying its integrity and architecture."""
     weights_path = find_model(name_or_path)
     meta_path = weights_path.with_name(METADATA_FILE)

@@ -23,7 +23,7 @@ SIZE_MULTIPLE = 4
 MIN_INTERNAL_SIDE = 16
 # The layers work on 0..255 pixel values, as in pytorch/examples and Johnson's code, while the interface stays
 # [0, 1]. The scale sets the output layer's effective step size: on [0, 1] outputs Adam's steps are 255× larger
-# in image terms, and training measured twice the loss after 150 steps with blob artifacts.
+# in image terms, which trains to a higher loss with blob artifacts.
 PIXEL_SCALE = 255.0
 
 

@@ -1,8 +1,9 @@
 """Options of the classic per-image optimizer (Gatys, Ecker, Bethge, CVPR 2016), checked once, up front.
 
 One frozen dataclass holds every option with its default and help text; the CLI builds its flags from these
-fields, so each default lives here only. Every check runs in ``__post_init__`` so a bad value fails in
-milliseconds, before weights are loaded or any file is written.
+fields, so each default lives here only. Every check runs in ``__post_init__`` so a bad value fails before
+weights are loaded or any file is written. Nothing here imports torch at module level: the CLI reads these fields
+to build ``fastnst optimize --help``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from fastnst.perceptual.loss_weights import LossWeights
+from fastnst.perceptual.weights.catalogue import ARCHITECTURE, WEIGHTS_NAMES, WeightsName
+from fastnst.utils.defaults import DEFAULT_MAX_PIXELS
 from fastnst.utils.errors import ConfigError
-from fastnst.utils.images import DEFAULT_MAX_PIXELS
-from fastnst.perceptual.losses import LossWeights
 from fastnst.utils.typed_config import Schema, option
-from fastnst.perceptual.vgg import MIN_INPUT_SIDE, validate_layers
-from fastnst.perceptual.weights.resolve import ARCHITECTURE, WEIGHTS_NAMES, WeightsName
 
 OptimizerName = Literal["lbfgs", "adam"]
 InitName = Literal["content", "style", "noise"]
@@ -84,7 +84,7 @@ class OptimizeOptions:
     # --- hardware
     device: Device = option("auto", "cpu, cuda or auto (cuda when present)")
     amp: Amp = option("auto", "bf16 runs VGG under bf16 autocast, losses stay fp32; auto = bf16 on CPUs with "
-                      "native bf16 (AVX512-BF16/AMX: 1.5-1.8× per iteration at 512²) and on bf16 GPUs")
+                      "native bf16 (AVX512-BF16/AMX; faster per iteration, docs/benchmarks.md) and on bf16 GPUs")
     channels_last: bool = option(True, "channels_last memory format (faster convolutions on CPU and GPU)")
     # --- outputs
     save_every: int = option(0, "also save the image every N iterations beside the output (0 = never)")
@@ -98,6 +98,8 @@ class OptimizeOptions:
 
     def problems(self) -> list[str]:
         """Value checks that types alone cannot express, each as one short sentence."""
+        from fastnst.perceptual.vgg import validate_layers  # torch: only when options are built, not for --help
+
         out: list[str] = []
         if self.vgg not in WEIGHTS_NAMES:
             return [f"vgg must be one of {', '.join(WEIGHTS_NAMES)}, got {self.vgg!r}"]
@@ -145,6 +147,8 @@ class OptimizeOptions:
         return out
 
     def _size_problems(self) -> list[str]:
+        from fastnst.perceptual.vgg import MIN_INPUT_SIDE
+
         sizes = self.sizes
         if any(size < 0 for size in sizes):
             return [f"sizes must be positive (or 0 for the content's own size), got {', '.join(map(str, sizes))}"]

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torchvision.models import vgg16, vgg19
 
-from fastnst.perceptual.weights.resolve import ARCHITECTURE, NORMALIZATION, WeightsName, load_vgg_features_state
+from fastnst.perceptual.weights.catalogue import ARCHITECTURE, NORMALIZATION, WeightsName
+from fastnst.perceptual.weights.resolve import load_vgg_features_state
 
 Arch = Literal["vgg16", "vgg19"]
 

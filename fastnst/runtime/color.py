@@ -43,7 +43,8 @@ class Controls:
             raise FastNSTError(f"strength must be between 0 and 1, got {self.strength}")
         if self.preserve_color not in PRESERVE_COLOR_CHOICES:
             raise FastNSTError(
-                f"unknown colour preservation {self.preserve_color!r}; choose one of {', '.join(PRESERVE_COLOR_CHOICES)}"
+                f"unknown colour preservation {self.preserve_color!r}; choose one of "
+                f"{', '.join(PRESERVE_COLOR_CHOICES)}"
             )
 
     @property

@@ -37,7 +37,7 @@ def _sort_topologically(graph: Any) -> None:
             raise BackendError("the fp16 graph has a cycle or a missing input; cannot order it")
         pending = remaining
     copies = [type(node)() for node in ordered]
-    for copy, node in zip(copies, ordered):
+    for copy, node in zip(copies, ordered, strict=False):
         copy.CopyFrom(node)
     del graph.node[:]
     graph.node.extend(copies)

@@ -17,15 +17,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from fastnst.utils.cache import default_cache_dir
-from fastnst.utils.device import cuda_available
-from fastnst.utils.errors import BackendError, first_line
 from fastnst.model.files import ONNX_FORMAT
 from fastnst.model.files import ONNX_INPUT as INPUT_NAME
 from fastnst.model.files import ONNX_OUTPUT as OUTPUT_NAME
 from fastnst.model.transformer import MIN_INTERNAL_SIDE
 from fastnst.runtime.base import check_batch
 from fastnst.runtime.fused import pad_for_network
+from fastnst.utils.cache import default_cache_dir
+from fastnst.utils.device import cuda_available
+from fastnst.utils.errors import BackendError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +52,13 @@ def session_options(threads: int | None = None) -> Any:
     ort = _ort()
     options = ort.SessionOptions()
     # ENABLE_ALL (ONNX Runtime's default in Python, set explicitly) adds the NCHWc layout transformer on CPUs:
-    # blocked convolutions with fused ReLU, measured 10 % faster than ENABLE_EXTENDED at 512² on the test CPU.
+    # blocked convolutions with fused ReLU, faster than ENABLE_EXTENDED on the CPUs measured.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # a chain: no branches to run in parallel
     options.intra_op_num_threads = threads or (os.cpu_count() or 1)  # every core works on each conv
     options.inter_op_num_threads = 1
     # Idle worker threads sleep instead of spinning between operators: spinning takes cores from PyTorch's own
-    # threads (pre/post-processing, tiles) and, on a 2-core machine, from the other worker. Measured at 512² on
-    # the 2-core test CPU, fp32: 471 → 430 ms per image.
+    # threads (pre/post-processing, tiles) and, on a 2-core machine, from the other worker (docs/benchmarks.md).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.enable_cpu_mem_arena = True  # reuse activation buffers between calls instead of malloc/free
     options.enable_mem_pattern = True  # plan the buffers once per input shape

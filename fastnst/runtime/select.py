@@ -1,9 +1,8 @@
-"""Pick and build a backend for a model: ``--backend`` / ``--precision`` / ``--device`` in one place.
+"""Pick and build a backend for a model: backend, precision and device chosen in one place.
 
 ``auto`` picks the fastest backend that can run the request: ONNX Runtime when it is installed and the model has
-an ONNX export of that precision (on the test CPU, 512², its fp32 measured 1.75× the plain PyTorch reference and
-its int8 3.3×, against 1.2× for the torch backend's fp32: benchmarks/results/; on GPUs it adds TensorRT),
-otherwise PyTorch; bf16 only runs on PyTorch. Precision ``auto`` is
+an ONNX export of that precision (faster than PyTorch on the CPUs measured, see docs/benchmarks.md; on GPUs it adds
+TensorRT), otherwise PyTorch; bf16 only runs on PyTorch. Precision ``auto`` is
 fp32 on CPUs (exact) and fp16 on GPUs; an ``.onnx`` file given directly runs in its own precision.
 """
 
@@ -15,10 +14,10 @@ import logging
 import os
 from pathlib import Path
 
-from fastnst.utils.errors import BackendError
 from fastnst.model.files import ONNX_FILES, ModelInfo, find_model, load_model
 from fastnst.model.transformer import TransformerSpec
 from fastnst.runtime.base import Backend
+from fastnst.utils.errors import BackendError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,8 @@ def onnx_file(folder: Path, precision: str) -> Path | None:
 
 
 def load_backend(model: str | os.PathLike[str], *, backend: str = "auto", precision: str = "auto",
-                 device: str = "auto", threads: int | None = None, compile: bool = False) -> tuple[Backend, ModelInfo]:
+                 device: str = "auto", threads: int | None = None,
+                 compile: bool = False) -> tuple[Backend, ModelInfo]:
     """Build the backend for ``model`` (a name, folder, .safetensors or .onnx file) and describe the model.
 
     ``compile`` (torch.compile) needs the torch backend, so with ``backend="auto"`` it picks PyTorch.
@@ -55,7 +55,8 @@ def load_backend(model: str | os.PathLike[str], *, backend: str = "auto", precis
         raise BackendError("bf16 runs on the torch backend only; ONNX Runtime runs fp32, fp16 and int8")
     if compile:
         if backend == "onnxruntime" or str(model).endswith(".onnx"):
-            raise BackendError("torch.compile is for the torch backend (ONNX Runtime optimises its graph itself)", setting="backend")
+            raise BackendError("torch.compile is for the torch backend (ONNX Runtime optimises its graph itself)",
+                               setting="backend")
         if precision == "int8":
             raise BackendError("int8 runs on the onnxruntime backend only, which torch.compile does not apply to")
         backend = "torch"

@@ -4,7 +4,7 @@ Naive tiles disagree for two reasons, and each has its fix here:
 
 1. **Instance-norm statistics.** A tile normalised by its own mean and variance gets its own contrast and colour
    (hard seams). Statistics of a downscaled copy do not help much either: the network sees texture at another
-   scale, and on a 1024² photo stats from a 512² copy gave 21 dB PSNR against the whole-image result. So the
+   scale, so the result drifts visibly from the whole-image one. So the
    network is run *layer by layer*: each norm layer's statistics are measured exactly over the whole image, tile
    by tile (:class:`~fastnst.model.norm_stats.RunningMoments`), before any tile is normalised with them. The layers
    before the residual blocks (full, 1/2 resolution) are recomputed per measurement instead of stored; the
@@ -20,7 +20,7 @@ The result equals the whole-image pass up to float rounding (and float16 storage
 8-bit input and output (3 bytes/pixel each), three 1/4-resolution maps (48 bytes/pixel in float32, 24 in
 float16) and one tile; the whole-image pass needs ~1000 bytes/pixel. Compute: ~1.6× a whole-image pass (the
 encoder and decoder prefixes are rerun to measure statistics layer by layer). ``benchmarks/tiling_memory.py``
-measures an 8K photo.
+measures an 8K photo (docs/benchmarks.md).
 
 This needs the PyTorch network itself (:class:`~fastnst.model.transformer.TransformerNet`): an ONNX Runtime session
 cannot be run layer by layer with foreign statistics, and independent tiles seam, so other stylizers are only
@@ -40,12 +40,19 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from fastnst.utils.errors import FastNSTError
 from fastnst.model.norm_stats import LayerStats, RunningMoments, StatInstanceNorm2d
 from fastnst.model.transformer import PIXEL_SCALE, SIZE_MULTIPLE, ConvLayer, TransformerNet
 from fastnst.runtime.base import Backend
 from fastnst.runtime.color import Controls, apply_controls, apply_lut_u8, blend, channel_histograms, histogram_lut
-from fastnst.runtime.margin import DEFAULT_MARGIN, add_image_margin, add_margin, crop_image_margin, crop_margin, margin_for
+from fastnst.runtime.margin import (
+    DEFAULT_MARGIN,
+    add_image_margin,
+    add_margin,
+    crop_image_margin,
+    crop_margin,
+    margin_for,
+)
+from fastnst.utils.errors import FastNSTError
 
 Progress = Callable[[int], None]  # called with the number of tile runs just finished (total: count_tile_runs)
 Storage = Literal["auto", "float32", "float16"]
@@ -152,7 +159,8 @@ def _check_architecture(model: TransformerNet) -> None:
         and len(model.decoder[2]) == 2
     )
     if not ok:
-        raise FastNSTError("this network's layout is not the one tiled stylization knows; run it whole (--tile 0)")
+        raise FastNSTError("this network's layout is not the one tiled stylization knows; run it whole (tile 0)",
+                           setting="tile")
 
 
 # ------------------------------------------------------------------------------------------------ the runner
@@ -258,7 +266,9 @@ class _TiledRun:
     def decoder(self, stream: torch.Tensor, consume: Callable[[int, int, torch.Tensor], None]) -> None:
         """Measure the two upsampling norms, then hand each output core (full resolution, [0, 1]) to ``consume``."""
         up1, up2, last = self.model.decoder
-        window_of = lambda rows, cols: stream[:, rows, cols].to(self.device, torch.float32).unsqueeze(0)
+
+        def window_of(rows: slice, cols: slice) -> torch.Tensor:
+            return stream[:, rows, cols].to(self.device, torch.float32).unsqueeze(0)
 
         def after_up1(rows: slice, cols: slice, finish: bool = True) -> torch.Tensor:
             y = _conv(up1[1], up1[0](window_of(rows, cols)))
@@ -356,15 +366,18 @@ def whole_image_bytes(model: TransformerNet, width: int, height: int) -> int:
     return width * height * model.spec.width * _BYTES_PER_PIXEL_PER_WIDTH
 
 
-def too_large_for_whole(path: str | os.PathLike[str], max_pixels: int | None = None, *, network_width: int = 32,
-                        memory_budget: int = DEFAULT_MEMORY_BUDGET) -> bool:
-    """Whether an image file (size from its header) is over the whole-image memory budget; False if unreadable
-    (loading it reports why)."""
-    try:
-        with Image.open(path) as probe:
-            width, height = probe.size
-    except Exception:  # noqa: BLE001 - load_image gives the one-line reason later
-        return False
+def too_large_for_whole(path: str | os.PathLike[str] | tuple[int, int], max_pixels: int | None = None, *,
+                        network_width: int = 32, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> bool:
+    """Whether an image file (size from its header), or an image of (width, height), is over the whole-image
+    memory budget; False if unreadable (loading it reports why)."""
+    if isinstance(path, tuple):
+        width, height = path
+    else:
+        try:
+            with Image.open(path) as probe:
+                width, height = probe.size
+        except Exception:  # noqa: BLE001 - load_image gives the one-line reason later
+            return False
     if max_pixels is not None and width * height > max_pixels:
         return False
     return width * height * network_width * _BYTES_PER_PIXEL_PER_WIDTH > memory_budget
@@ -419,7 +432,8 @@ def stylize_image(model: Runner, image: Image.Image, *, tile: int | None = None,
         if tile:
             name = getattr(model, "name", "this")
             raise FastNSTError(f"tiled stylization needs the PyTorch network (the {name} backend cannot use "
-                               "whole-image normalisation statistics per tile); use --backend torch or drop --tile")
+                               "whole-image normalisation statistics per tile); use the torch backend or no tiles",
+                               setting="backend")
         return stylize_whole(model, image, controls, margin)
     used = margin_for(image.height, image.width, margin)
     chosen = choose_tile(network, (image.width + 2 * used, image.height + 2 * used), tile, memory_budget)

@@ -11,25 +11,25 @@ import contextlib
 
 import torch
 
-from fastnst.utils.device import default_inference_precision, resolve_device
-from fastnst.utils.errors import BackendError
 from fastnst.model.transformer import MIN_INTERNAL_SIDE, TransformerNet
 from fastnst.runtime.base import check_batch
 from fastnst.runtime.fused import FusedTransformer, pad_for_network
+from fastnst.utils.device import default_inference_precision, resolve_device
+from fastnst.utils.errors import BackendError
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TORCH_PRECISIONS = tuple(_DTYPES)
 # torch.compile settings. On GPUs the eager network spends most of its time in memory-bound instance norm, padding
-# and layout copies that the compiler fuses (1080p fp16 on an H200: 19.8 ms eager, 5.7 ms compiled; benchmarks/
-# results/gpu_profile_h200.txt); autotuning the convolutions costs about a minute per input size, once. On CPUs
-# "freezing" turns the weights into constants so the oneDNN convolutions get prepacked weights (512² fp32 on the
-# 2-core EPYC: 648 ms eager, ≈400 ms compiled, ≈780 ms the reference).
+# and layout copies that the compiler fuses; autotuning the convolutions costs about a minute per input size, once.
+# On CPUs "freezing" turns the weights into constants so the oneDNN convolutions get prepacked weights. Timings:
+# docs/benchmarks.md.
 COMPILE_SETTINGS: dict[str, dict] = {"cuda": {"mode": "max-autotune-no-cudagraphs"},
                                      "cpu": {"options": {"freezing": True}}}
 
 
 class TorchBackend:
-    """Runs a TransformerNet with PyTorch. ``channels_last`` None means: on CUDA only (slower on CPU, measured).
+    """Runs a TransformerNet with PyTorch. ``channels_last`` None means: on CUDA only (slower on CPUs;
+    docs/benchmarks.md).
 
     ``compile`` runs the network through ``torch.compile`` (:data:`COMPILE_SETTINGS`): worth it for video and other
     runs of many frames of one size, since each new input size compiles again.

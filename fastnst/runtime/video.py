@@ -8,10 +8,10 @@ yuv420p needs even sides, so an odd last row or column is dropped. The output is
 and renamed at the end: a corrupt input, an unsupported codec or Ctrl-C leave no partial file behind.
 
 Flicker: a feed-forward style network redraws its texture in every frame, so sensor noise and small motions
-make the strokes shimmer. :class:`TemporalBlend` (``--flicker-reduction``) carries the previous output over
+make the strokes shimmer. :class:`TemporalBlend` (``flicker``) carries the previous output over
 where the input did not change, per pixel, and takes the new one where it did (no ghosting on motion); see
 ``benchmarks/flicker.py`` for the measured :func:`flicker_ratio`. Smoothing the instance-norm statistics over
-frames (:func:`model_stylizer` ``smoothing``, :func:`fastnst.model.norm_stats.smoothed_stats`) was measured too and
+frames (:func:`model_stylizer` ``smoothing``, :func:`fastnst.model.norm_stats.smoothed_stats`) was tried too and
 changes it by a few per cent only: the statistics are not what flickers.
 """
 
@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastnst.utils.atomic import atomic_path
-from fastnst.utils.errors import VideoError, first_line
 from fastnst.model.norm_stats import smoothed_stats
 from fastnst.model.transformer import TransformerNet
 from fastnst.runtime.base import Backend
-from fastnst.runtime.margin import DEFAULT_MARGIN, with_margin
 from fastnst.runtime.color import Controls, apply_controls
+from fastnst.runtime.margin import DEFAULT_MARGIN, with_margin
+from fastnst.utils.atomic import atomic_path
+from fastnst.utils.errors import VideoError, first_line
 
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi"})
 """Lower-case suffixes treated as videos (input and output)."""
@@ -217,7 +217,7 @@ class TemporalBlend:
         if self.strength == 0.0:
             return outputs
         blended = []
-        for frame_in, frame_out in zip(inputs, outputs):
+        for frame_in, frame_out in zip(inputs, outputs, strict=False):
             if self._last is not None:
                 change = (frame_in - self._last[0]).abs().mean(dim=0, keepdim=True)  # [1, H, W]
                 weight = self.strength * torch.exp(-((change / self.motion_scale) ** 2))
@@ -295,7 +295,7 @@ def stylize_video(source: str | os.PathLike[str], target: str | os.PathLike[str]
                     original = _to_batch([frame for frame, _ in pending])
                     result = _controlled(temporal(original, stylize(original)), original, controls)
                     pixels = result.clamp(0, 1).mul(255).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-                    for rgb, (_, pts) in zip(pixels, pending):
+                    for rgb, (_, pts) in zip(pixels, pending, strict=False):
                         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
                         frame = frame.reformat(format="yuv420p")
                         frame.pts = pts

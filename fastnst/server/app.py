@@ -33,19 +33,28 @@ from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
 from fastnst._version import __version__
-from fastnst.utils.errors import ImageError
-from fastnst.utils.images import image_to_tensor, open_image_bytes, resize_max_side, tensor_to_image
 from fastnst.runtime.color import Controls, apply_controls
 from fastnst.runtime.margin import add_margin
 from fastnst.server.backends import load_backend
-from fastnst.utils.device import resolve_device
 from fastnst.server.batching import BatcherClosed, DynamicBatcher, QueueFull, bucket_for, pad_to
 from fastnst.server.errors import ApiError, error_response, image_error, install_error_handlers
 from fastnst.server.metrics import MetricsMiddleware, ServerMetrics
 from fastnst.server.postprocess import EXTENSIONS, MEDIA_TYPES, encode_image
 from fastnst.server.registry import STATIC_DIR, BackendFactory, Registry, discover_models
-from fastnst.server.schemas import OPTION_NAMES, ErrorBody, Health, ModelCard, ModelList, Ready, StylizeOptions, option_schemas
+from fastnst.server.schemas import (
+    OPTION_NAMES,
+    ErrorBody,
+    Health,
+    ModelCard,
+    ModelList,
+    Ready,
+    StylizeOptions,
+    option_schemas,
+)
 from fastnst.server.settings import API_KEY_HEADER, ServerSettings
+from fastnst.utils.device import resolve_device
+from fastnst.utils.errors import ImageError
+from fastnst.utils.images import image_to_tensor, open_image_bytes, resize_max_side, tensor_to_image
 
 log = logging.getLogger("fastnst.server")
 

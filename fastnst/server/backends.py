@@ -1,7 +1,7 @@
 """How the server turns a model file into a runtime backend: the same choice ``fastnst stylize`` makes.
 
-ONNX Runtime when the model folder has its fp32 export and onnxruntime is installed (on the test CPU 1.75× the
-plain PyTorch network at 512², against 1.12× for the torch backend), else the PyTorch backend; fp16 on GPUs.
+ONNX Runtime when the model folder has its fp32 export and onnxruntime is installed (the faster one on the CPUs
+measured, docs/benchmarks.md), else the PyTorch backend; fp16 on GPUs.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
@@ -143,15 +144,11 @@ class DynamicBatcher:
             self._executor.shutdown(wait=False)
             return
         assert self._idle is not None and self._wakeup is not None
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout_s)
-        except asyncio.TimeoutError:
-            pass
         self._worker.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._worker
-        except asyncio.CancelledError:
-            pass
         for queue in self._queues.values():  # only left over when draining timed out
             for job in queue:
                 if not job.future.done():
@@ -217,6 +214,6 @@ class DynamicBatcher:
             0.8 * self._seconds_per_image + 0.2 * per_image)
         if self._on_batch is not None:
             self._on_batch(len(jobs), seconds)
-        for job, output in zip(jobs, result):
+        for job, output in zip(jobs, result, strict=False):
             if not job.future.done():  # the request may have timed out meanwhile
                 job.future.set_result(output)

@@ -14,8 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fastnst.utils.errors import ImageError, ImageTooLargeError, NotAnImageError
 from fastnst.server.schemas import ErrorBody
+from fastnst.utils.errors import ImageError, ImageTooLargeError, NotAnImageError
 
 log = logging.getLogger("fastnst.server")
 

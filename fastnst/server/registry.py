@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from PIL import Image
 
-from fastnst.utils.errors import FastNSTError
-from fastnst.utils.images import image_to_tensor, tensor_to_image
 from fastnst.model.files import METADATA_FILE, WEIGHTS_FILE, ModelInfo
 from fastnst.runtime.base import Backend
+from fastnst.utils.errors import FastNSTError
+from fastnst.utils.images import image_to_tensor, tensor_to_image
 
 log = logging.getLogger("fastnst.server")
 

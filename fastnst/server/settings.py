@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from fastnst.utils.defaults import DEFAULT_MARGIN
 from fastnst.utils.errors import ConfigError
-from fastnst.runtime.margin import DEFAULT_MARGIN
 from fastnst.utils.typed_config import Schema, option, read_toml, resolve_path
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -42,8 +42,8 @@ class ServerSettings:
     max_pixels: int = option(40_000_000, "largest decoded image, width × height (413 above)")
     max_side: int = option(1024, "images are downscaled so their longer side is at most this (per-request default)")
     max_side_limit: int = option(2048, "largest max_side a request may ask for")
-    margin: int = option(DEFAULT_MARGIN, "pixels mirrored onto each side before the network and cropped after (keeps the "
-                             "networks' darkened edge out of results; 0 = off)")
+    margin: int = option(DEFAULT_MARGIN, "pixels mirrored onto each side before the network and cropped after "
+                         "(keeps the networks' darkened edge out of results; 0 = off)")
     # --- access
     api_key: str = option("", f"require this key in the {API_KEY_HEADER} header on /v1 routes (empty: no key; "
                               f"${API_KEY_ENV} is used when unset)", secret=True)

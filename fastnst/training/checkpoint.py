@@ -51,7 +51,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged or foreign files
-        raise CheckpointError(f"checkpoint {path} is damaged or not a fastnst checkpoint ({first_line(exc)})") from None
+        raise CheckpointError(f"checkpoint {path} is damaged or not a fastnst checkpoint "
+                              f"({first_line(exc)})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a fastnst checkpoint (format {CHECKPOINT_FORMAT} expected)")
     return payload

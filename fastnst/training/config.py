@@ -3,7 +3,8 @@
 Each field's default and help text live here only; the CLI builds its flags from these fields. A TOML file may
 name another with ``inherit = "defaults.toml"`` (relative to itself) so every style shares one set of defaults.
 Relative paths inside a TOML file are resolved against that file's folder; paths given on the command line
-against the working directory.
+against the working directory. A run's saved config is read back by :func:`load_run_config`, so a run can be
+continued from its folder alone. Nothing here imports torch: the CLI builds ``fastnst train --help`` from it.
 """
 
 from __future__ import annotations
@@ -167,6 +168,30 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str,
         raise ConfigError(f"{path or 'command line'}: 'style_image' is required (a painting's path)")
     if not values.get("data_dir"):
         raise ConfigError(f"{path or 'command line'}: 'data_dir' is required (a folder of training photos)")
+    return TrainConfig(**values)
+
+
+RUN_CONFIG = Path("checkpoints") / "config.toml"
+"""Where the trainer saves a run's effective config, relative to the run folder."""
+
+
+def load_run_config(run_dir: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The config a run was trained with (``<run_dir>/checkpoints/config.toml``) plus overrides, to continue it.
+
+    Its relative paths stay as written: the trainer saved them as the run used them (relative to the working folder
+    the run was started from), so they are not re-resolved against the file's folder as a hand-written config's
+    are. The run folder itself is ``run_dir``, wherever the saved config said it was.
+    """
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise ConfigError(f"cannot resume: the run folder {folder} does not exist", setting="output_dir")
+    file = folder / RUN_CONFIG
+    if not file.is_file():
+        raise ConfigError(f"cannot resume: {folder} holds no saved config ({RUN_CONFIG}); it is not a training run "
+                          "folder, or its run never started", setting="output_dir")
+    values = {key: coerce(key, value, str(file)) for key, value in read_toml(file).items()}
+    for key, value in {**(overrides or {}), "output_dir": str(folder)}.items():
+        values[key] = coerce(key, value, "command line")
     return TrainConfig(**values)
 
 

@@ -1,10 +1,10 @@
 """Measured quality of trained style networks: the trainer's own losses on held-out photos, and artifact checks.
 
 Why a module of its own: ``scripts/evaluate_models.py``, the model cards and the model-zoo tests must all measure
-with exactly the definitions the trainer optimises (:mod:`fastnst.perceptual.losses` on :mod:`fastnst.perceptual.vgg` features, built
-from the model's saved config by :func:`fastnst.training.trainer.load_style_tensor`), never a re-implementation that could
-drift. The artifact statistics are plain tensor arithmetic, so a test can check that they flag a synthetic
-checkerboard or a dark frame and pass a real photo.
+with exactly the definitions the trainer optimises (:mod:`fastnst.perceptual.losses` on :mod:`fastnst.perceptual.vgg`
+features, built from the model's saved config by :func:`fastnst.training.trainer.load_style_tensor`), never a
+re-implementation that could drift. The artifact statistics are plain tensor arithmetic, so a test can check that they
+flag a synthetic checkerboard or a dark frame and pass a real photo.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from fastnst.model.transformer import TransformerNet, TransformerSpec
+from fastnst.perceptual.losses import ContentLoss, LossWeights, PerceptualLoss, StyleLoss
+from fastnst.perceptual.vgg import VGGFeatures
 from fastnst.training.config import TrainConfig, config_from_dict
 from fastnst.training.data import find_photos, split_holdout
-from fastnst.utils.images import image_to_tensor, load_rgb
-from fastnst.perceptual.losses import ContentLoss, LossWeights, PerceptualLoss, StyleLoss
 from fastnst.training.trainer import load_style_tensor
-from fastnst.model.transformer import TransformerNet, TransformerSpec
-from fastnst.perceptual.vgg import VGGFeatures
+from fastnst.utils.images import image_to_tensor, load_rgb
 
 # Held-out photos are measured with their shorter side at the low end of the training scale: training crops of
 # 256² are cut from photos whose shorter side was resized to 256–384 px (fastnst.training.data.CropSpec).
@@ -83,10 +83,11 @@ class LossMeter:
         self.content_layer = config.content_layer
         self.style_layers = tuple(config.style_layers)
         with torch.no_grad():
-            style_features = vgg(load_style_tensor(config).to(next(vgg.parameters()).device), layers=self.style_layers)
+            style_features = vgg(load_style_tensor(config).to(next(vgg.parameters()).device),
+                                 layers=self.style_layers)
         self.loss = PerceptualLoss(
             ContentLoss(config.content_layer),
-            StyleLoss(style_features, dict(zip(config.style_layers, config.style_layer_weights))),
+            StyleLoss(style_features, dict(zip(config.style_layers, config.style_layer_weights, strict=False))),
             LossWeights(config.content_weight, config.style_weight, config.tv_weight),
         )
 
@@ -224,7 +225,7 @@ def artifact_report(outputs: Sequence[torch.Tensor], photos: Sequence[torch.Tens
         raise ValueError("need one output per photo, and at least one")
     n = len(outputs)
     shifts, log_ratios = [], []
-    for out, photo in zip(outputs, photos):
+    for out, photo in zip(outputs, photos, strict=False):
         o, p = border_stats(out), border_stats(photo)
         shifts.append(o.luma_offset - p.luma_offset)
         log_ratios.append(math.log(max(o.detail_ratio, 1e-8) / max(p.detail_ratio, 1e-8)))
@@ -236,5 +237,8 @@ def artifact_report(outputs: Sequence[torch.Tensor], photos: Sequence[torch.Tens
         photo_checkerboard_4=sum(checkerboard_score(p, 4) for p in photos) / n,
         border_luma_shift=sum(shifts) / n,
         border_detail_ratio=math.exp(sum(log_ratios) / n),
-        edge_profile=tuple(sum(values) / n for values in zip(*(edge_profile(o, p) for o, p in zip(outputs, photos)))),
+        edge_profile=tuple(
+            sum(values) / n
+            for values in zip(*(edge_profile(o, p) for o, p in zip(outputs, photos, strict=False)), strict=False)
+        ),
     )

@@ -21,17 +21,17 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fastnst.utils.atomic import atomic_write_text
+from fastnst.model.files import save_model
+from fastnst.model.transformer import TransformerNet, TransformerSpec
+from fastnst.perceptual.losses import ContentLoss, LossWeights, PerceptualLoss, StyleLoss
+from fastnst.perceptual.vgg import VGGFeatures
 from fastnst.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from fastnst.training.config import TrainConfig, config_from_dict, config_to_toml
 from fastnst.training.data import CropSpec, PhotoCrops, StepBatches, make_loader
+from fastnst.utils.atomic import atomic_write_text
 from fastnst.utils.device import autocast_dtype, resolve_device
-from fastnst.utils.errors import CheckpointError, ConfigError
+from fastnst.utils.errors import CheckpointError
 from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side
-from fastnst.perceptual.losses import ContentLoss, LossWeights, PerceptualLoss, StyleLoss
-from fastnst.model.files import save_model
-from fastnst.model.transformer import TransformerNet, TransformerSpec
-from fastnst.perceptual.vgg import VGGFeatures
 
 logger = logging.getLogger("fastnst.training.trainer")
 
@@ -39,8 +39,9 @@ CHECKPOINT_NAME = "last.pt"
 PREVIEW_MAX_SIDE = 256
 # Config keys that change what is being learned: resuming with other values would silently mix two runs.
 RESUME_MUST_MATCH = ("style_image", "style_size", "data_dir", "holdout_every", "width", "residual_blocks", "vgg",
-                     "content_layer", "style_layers", "style_layer_weights", "content_weight", "style_weight", "tv_weight",
-                     "image_size", "batch_size", "learning_rate", "schedule", "warmup_steps", "min_lr_ratio", "seed")
+                     "content_layer", "style_layers", "style_layer_weights", "content_weight", "style_weight",
+                     "tv_weight", "image_size", "batch_size", "learning_rate", "schedule", "warmup_steps",
+                     "min_lr_ratio", "seed")
 
 
 @dataclass
@@ -162,7 +163,7 @@ class Trainer:
             style_features = self.vgg(style, layers=tuple(config.style_layers))
         self.loss = PerceptualLoss(
             ContentLoss(config.content_layer),
-            StyleLoss(style_features, dict(zip(config.style_layers, config.style_layer_weights))),
+            StyleLoss(style_features, dict(zip(config.style_layers, config.style_layer_weights, strict=False))),
             LossWeights(config.content_weight, config.style_weight, config.tv_weight),
         ).to(self.device)
 

@@ -20,6 +20,7 @@ import torch
 from PIL import Image, ImageOps, features
 
 from fastnst.utils.atomic import atomic_path
+from fastnst.utils.defaults import DEFAULT_MAX_PIXELS
 from fastnst.utils.errors import ImageError, ImageTooLargeError, NotAnImageError
 
 __all__ = [
@@ -37,10 +38,6 @@ __all__ = [
     "save_image",
     "tensor_to_image",
 ]
-
-DEFAULT_MAX_PIXELS: int = 100_000_000
-"""Largest width*height we decode by default: about 1.2 GB as 32-bit RGBA, enough for any real photo while a
-crafted header claiming billions of pixels is refused before memory is allocated."""
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,94 @@ def test_scripts_are_thin_wrappers(tmp_path: Path, tiny_model: Path, photo: Path
                            "-o", str(tmp_path / "s.png")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "s.png").is_file()
+
+
+@pytest.mark.parametrize("argv", [
+    ["-q", "train"], ["train", "-q"], ["train", "--quiet"], ["bench", "-q"], ["serve", "-q"],
+    ["export", "-m", "m", "-q"], ["optimize", "--content", "c", "--style", "s", "-o", "o", "-q"],
+    ["stylize", "photo.jpg", "-m", "m", "-o", "out.jpg", "-q"],
+])
+def test_quiet_before_or_after_the_command(argv: list[str]) -> None:
+    from fastnst.cli import build_parser
+
+    assert build_parser().parse_args(argv).quiet is True
+    assert build_parser().parse_args([a for a in argv if a not in ("-q", "--quiet")]).quiet is False
+
+
+def test_scripts_pass_quiet_and_every_argument_through(tmp_path: Path, tiny_model: Path, photo: Path) -> None:
+    def script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(REPO / "scripts" / name), *args], capture_output=True, text=True,
+                              timeout=300)
+
+    loud = script("stylize.py", str(photo), "-m", str(tiny_model), "-o", str(tmp_path / "a.png"))
+    quiet = script("stylize.py", str(photo), "-m", str(tiny_model), "-o", str(tmp_path / "b.png"), "-q")
+    assert loud.returncode == quiet.returncode == 0, loud.stderr + quiet.stderr
+    assert "wrote" in loud.stdout and quiet.stdout == ""
+    assert (tmp_path / "b.png").is_file()
+    resumed = script("train.py", "--output-dir", str(tmp_path / "no_run"), "--resume", "-q")
+    assert resumed.returncode == 1 and "cannot resume" in resumed.stderr and "Traceback" not in resumed.stderr
+    exported = script("export_onnx.py", "-m", str(tmp_path / "no_model"), "-q")
+    assert exported.returncode == 1 and "no_model" in exported.stderr and "Traceback" not in exported.stderr
+
+
+def test_train_resume_without_a_run_to_continue(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(capsys, "train", "-q", "--resume", "--output-dir", str(tmp_path / "missing"))
+    assert_one_clear_line(code, err, "cannot resume", "missing", "does not exist")
+    (tmp_path / "empty_run").mkdir()
+    code, err = run(capsys, "train", "--resume", "--output-dir", str(tmp_path / "empty_run"))
+    assert_one_clear_line(code, err, "cannot resume", "checkpoints/config.toml")
+    code, err = run(capsys, "train", "--resume")
+    assert_one_clear_line(code, err, "--resume needs", "--output-dir")
+
+
+def git_repo_with(tmp_path: Path, name: str) -> Path:
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / name).write_text("committed results\n")
+    subprocess.run(["git", "-C", str(repo), "add", name], check=True)
+    return repo
+
+
+def test_bench_refuses_to_overwrite_a_tracked_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = git_repo_with(tmp_path, "results.json")
+    # A missing model makes the benchmark fail fast should the check ever let it start.
+    code, err = run(capsys, "bench", "-q", "-m", str(tmp_path / "no_model"), "-o", str(repo / "results.json"))
+    assert_one_clear_line(code, err, "results.json", "tracked by git")
+    assert (repo / "results.json").read_text() == "committed results\n"
+
+
+def test_bench_output_outside_tracked_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastnst.commands.bench import default_output, tracked_by_git
+
+    repo = git_repo_with(tmp_path, "results.json")
+    assert tracked_by_git(repo / "results.json")
+    assert not tracked_by_git(repo / "new.json") and not tracked_by_git(repo / "no_folder" / "x.json")
+    assert not tracked_by_git(tmp_path / "outside_any_repo.json")
+    monkeypatch.chdir(repo)
+    default = default_output()
+    assert default.parent == Path(".") and default.name.startswith("fastnst-bench-") and default.suffix == ".json"
+    assert not tracked_by_git(default)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert not tracked_by_git(repo / "results.json")  # no git: no check
+
+
+@pytest.mark.parametrize("blocked", [("fastapi", "uvicorn", "starlette")])
+def test_cli_works_without_the_server_dependencies(blocked: tuple[str, ...]) -> None:
+    """GPU images used for training have no FastAPI: every other command works, serve says what to install."""
+    code = ("import sys\n"
+            + "".join(f"sys.modules[{name!r}] = None\n" for name in blocked)
+            + "from fastnst.cli import main\n"
+            "sys.argv = ['fastnst', 'train', '--help']\n"
+            "sys.exit(main())\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--tv-weight" in result.stdout
+    serve = code.replace("'train', '--help'", "'serve', '--models', 'models'")
+    served = subprocess.run([sys.executable, "-c", serve], capture_output=True, text=True, cwd=REPO, timeout=120,
+                            check=False)
+    assert served.returncode == 1, served.stderr[-2000:]
+    assert 'pip install "fastnst[serve]"' in served.stderr and "Traceback" not in served.stderr

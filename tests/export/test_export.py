@@ -17,13 +17,20 @@ import onnx
 from onnx_helpers import REPO, SAMPLES, patched_trace, tiny_export
 
 from fastnst.cli import main
-from fastnst.utils.errors import ExportError
-from fastnst.export.onnx import DEFAULT_TOLERANCE, MIN_OPSET, ONNX_FORMAT, export_onnx, read_metadata, verify_against_torch
-from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side
-from fastnst.model.files import load_model
+from fastnst.export.onnx import (
+    DEFAULT_TOLERANCE,
+    MIN_OPSET,
+    ONNX_FORMAT,
+    export_onnx,
+    read_metadata,
+    verify_against_torch,
+)
 from fastnst.export.quantize import psnr
-from fastnst.runtime.onnx_backend import OnnxBackend
+from fastnst.model.files import load_model
 from fastnst.model.transformer import TransformerNet, TransformerSpec
+from fastnst.runtime.onnx_backend import OnnxBackend
+from fastnst.utils.errors import ExportError
+from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side
 
 SHIPPED = sorted(p.parent for p in (REPO / "models").glob("*/model.onnx"))
 

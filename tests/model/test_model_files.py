@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastnst.utils.errors import CheckpointError
 from fastnst.model.files import METADATA_FILE, WEIGHTS_FILE, find_model, load_model, save_model
 from fastnst.model.transformer import TransformerNet, TransformerSpec
+from fastnst.utils.errors import CheckpointError
 
 
 def tiny(seed: int = 0, width: int = 8) -> TransformerNet:
@@ -59,5 +59,8 @@ def test_find_model_by_name_and_listing(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("FASTNST_MODELS", str(tmp_path / "zoo"))
     monkeypatch.chdir(tmp_path)  # no ./models here
     assert find_model("wave") == tmp_path / "zoo" / "wave" / WEIGHTS_FILE
-    with pytest.raises(CheckpointError, match="available: wave"):
+    with pytest.raises(CheckpointError, match="not found") as caught:
         find_model("nope")
+    # The shipped models are on the search path too, so "wave" is one of the names listed.
+    assert "wave" in str(caught.value).split("available: ")[1].split(", ")
+    assert f"{tmp_path / 'zoo'} ($FASTNST_MODELS)" in str(caught.value)

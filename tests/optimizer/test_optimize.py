@@ -14,13 +14,13 @@ import torch
 from PIL import Image
 
 from fastnst.cli import main
+from fastnst.optimizer.config import DEFAULT_LOSS_WEIGHTS, GATYS_STYLE_LAYERS, OptimizeOptions
+from fastnst.optimizer.loop import load_loss_network, optimize, optimize_files, scale_sizes, use_bf16
+from fastnst.perceptual.losses import StyleLoss
+from fastnst.perceptual.vgg import VGGFeatures
+from fastnst.runtime.color import transfer_luminance
 from fastnst.utils.errors import ConfigError, ImageError
 from fastnst.utils.images import image_to_tensor, load_rgb
-from fastnst.perceptual.losses import StyleLoss
-from fastnst.optimizer.loop import load_loss_network, optimize, optimize_files, scale_sizes, use_bf16
-from fastnst.runtime.color import transfer_luminance
-from fastnst.optimizer.config import DEFAULT_LOSS_WEIGHTS, GATYS_STYLE_LAYERS, OptimizeOptions
-from fastnst.perceptual.vgg import VGGFeatures
 
 PHOTO = "photos/skimage_chelsea.jpg"
 STYLE_A = "styles/van_gogh_starry_night.jpg"
@@ -193,7 +193,8 @@ def _style_distance(vgg: VGGFeatures, image: Image.Image, style: Image.Image, op
     """Unweighted Gram distance of ``image`` to ``style`` (resized as optimize resizes it)."""
     style = style.resize(scale_sizes(style.size, (max(image.size),))[0], Image.Resampling.LANCZOS)
     with torch.no_grad():
-        target = StyleLoss(vgg(image_to_tensor(style)), dict(zip(options.style_layers, options.style_layer_weights)))
+        target = StyleLoss(vgg(image_to_tensor(style)),
+                           dict(zip(options.style_layers, options.style_layer_weights, strict=False)))
         return float(target(vgg(image_to_tensor(image))))
 
 

@@ -1,6 +1,13 @@
 import torch
 
-from fastnst.perceptual.losses import ContentLoss, LossWeights, PerceptualLoss, StyleLoss, gram_matrix, total_variation
+from fastnst.perceptual.losses import (
+    ContentLoss,
+    LossWeights,
+    PerceptualLoss,
+    StyleLoss,
+    gram_matrix,
+    total_variation,
+)
 
 
 def test_gram_matches_hand_computation() -> None:

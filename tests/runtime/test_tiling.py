@@ -13,12 +13,20 @@ import torch
 from PIL import Image, ImageOps
 from torch import nn
 
-from fastnst.utils.errors import FastNSTError
 from fastnst.model.files import load_model
 from fastnst.model.norm_stats import StatInstanceNorm2d, applied_stats, record_stats, smoothed_stats, stat_norm_layers
-from fastnst.runtime.color import Controls
-from fastnst.runtime.tiling import TileOptions, choose_tile, count_tile_runs, spans, stylize_image, stylize_tiled, stylize_whole
 from fastnst.model.transformer import TransformerNet, TransformerSpec
+from fastnst.runtime.color import Controls
+from fastnst.runtime.tiling import (
+    TileOptions,
+    choose_tile,
+    count_tile_runs,
+    spans,
+    stylize_image,
+    stylize_tiled,
+    stylize_whole,
+)
+from fastnst.utils.errors import FastNSTError
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from fastnst.utils.errors import VideoError
 from fastnst.model.files import load_model
 from fastnst.model.norm_stats import stat_norm_layers
+from fastnst.model.transformer import TransformerNet, TransformerSpec
 from fastnst.runtime.color import Controls
 from fastnst.runtime.video import TemporalBlend, flicker_ratio, model_stylizer, probe_video, stylize_video
-from fastnst.model.transformer import TransformerNet, TransformerSpec
+from fastnst.utils.errors import VideoError
 
 av = pytest.importorskip("av")
 REPO = Path(__file__).resolve().parents[2]

@@ -58,7 +58,8 @@ def test_upload_and_drop_a_photo_and_see_the_stylized_result(server_url: str) ->
             # Styles appear as thumbnails; the first is chosen; pick the second.
             page.wait_for_function("() => [...document.querySelectorAll('.style img')]"
                                    ".filter(img => img.naturalWidth > 0).length === 2")
-            first, chosen = page.locator('.style[data-model="great_wave"]'), page.locator('.style[data-model="starry_night"]')
+            first, chosen = (page.locator('.style[data-model="great_wave"]'),
+                             page.locator('.style[data-model="starry_night"]'))
             assert first.get_attribute("aria-checked") == "true"  # sorted by name; the first is preselected
             chosen.click()
             assert chosen.get_attribute("aria-checked") == "true" and first.get_attribute("aria-checked") == "false"

@@ -9,9 +9,9 @@ import time
 import pytest
 import torch
 
+from fastnst.model.transformer import TransformerNet, TransformerSpec
 from fastnst.server.batching import BatcherClosed, DynamicBatcher, QueueFull, bucket_for, pad_to
 from fastnst.server.postprocess import encode_image
-from fastnst.model.transformer import TransformerNet, TransformerSpec
 
 
 class Recorder:

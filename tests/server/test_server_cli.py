@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from fastnst.cli import build_parser, main
-from fastnst.utils.errors import ConfigError
 from fastnst.model.files import save_model
 from fastnst.model.transformer import TransformerNet, TransformerSpec
+from fastnst.utils.errors import ConfigError
 
 httpx = pytest.importorskip("httpx")
 from fastnst.server.settings import SCHEMA, ServerSettings, load_settings

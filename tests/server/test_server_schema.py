@@ -1,7 +1,8 @@
 """Property-based API tests: schemathesis generates requests from the app's own OpenAPI document.
 
 Every response must be documented (status, content type, JSON schema), invalid input must be refused, auth must
-match the document, and no response may be a 5xx, whatever the generated parameters and bodies are. Examples per operation are capped so the whole run stays in seconds.
+match the document, and no response may be a 5xx, whatever the generated parameters and bodies are. Examples per
+operation are capped so the whole run stays in seconds.
 """
 
 from __future__ import annotations

@@ -1,9 +1,16 @@
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
-from fastnst.training.config import TrainConfig, config_from_dict, config_to_toml, load_config
+from fastnst.training.config import (
+    RUN_CONFIG,
+    TrainConfig,
+    config_from_dict,
+    config_to_toml,
+    load_config,
+    load_run_config,
+)
 from fastnst.utils.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,6 +72,34 @@ def test_effective_config_round_trips() -> None:
     config = load_config(None, {"style_image": "/s.jpg", "data_dir": "/d", "style_layers": ["relu1_2"],
                                 "style_layer_weights": [2.0]})
     assert config_from_dict(tomllib.loads(config_to_toml(config)), "saved") == config
+
+
+def test_a_run_continues_from_its_saved_config(tmp_path: Path) -> None:
+    """What the trainer saved is the config again: relative paths as the run used them, flags override."""
+    config = load_config(None, {"style_image": "styles/s.jpg", "data_dir": "photos", "steps": 10, "seed": 3,
+                                "output_dir": "runs/{style_name}"})
+    saved = tmp_path / "moved_run" / RUN_CONFIG
+    saved.parent.mkdir(parents=True)
+    saved.write_text(config_to_toml(config))
+    resumed = load_run_config(tmp_path / "moved_run")
+    assert resumed == config.replace(output_dir=str(tmp_path / "moved_run"))
+    assert resumed.style_image == "styles/s.jpg" and resumed.data_dir == "photos"  # not re-rooted at the file
+    assert load_run_config(tmp_path / "moved_run", {"steps": 20}).steps == 20
+    with pytest.raises(ConfigError, match="'steps' must be int"):
+        load_run_config(tmp_path / "moved_run", {"steps": "x"})
+
+
+def test_resuming_something_that_is_not_a_run(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot resume: the run folder .*nowhere does not exist") as missing:
+        load_run_config(tmp_path / "nowhere")
+    assert missing.value.setting == "output_dir"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="holds no saved config"):
+        load_run_config(tmp_path / "empty")
+    (tmp_path / "bad" / "checkpoints").mkdir(parents=True)
+    write(tmp_path / "bad" / RUN_CONFIG, "steps = = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_run_config(tmp_path / "bad")
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs" / "styles").glob("*.toml")), ids=lambda p: p.stem)

@@ -1,5 +1,5 @@
-"""fastnst.training.quality: the artifact statistics flag what they should (a grid pattern, a dark frame) and pass a real
-photo; the loss meter uses the trainer's definitions."""
+"""fastnst.training.quality: the artifact statistics flag what they should (a grid pattern, a dark frame) and pass a
+real photo; the loss meter uses the trainer's definitions."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ from conftest import REPO
 
 from fastnst.training.config import TrainConfig
 from fastnst.training.data import find_photos
-from fastnst.training.quality import ArtifactReport, artifact_report, border_stats, checkerboard_score, grid_pattern, heldout_photos, load_eval_image, untrained_network
+from fastnst.training.quality import (
+    ArtifactReport,
+    artifact_report,
+    border_stats,
+    checkerboard_score,
+    grid_pattern,
+    heldout_photos,
+    load_eval_image,
+    untrained_network,
+)
 
 PHOTO = REPO / "samples" / "castle.jpg"
 
@@ -23,7 +32,7 @@ def photo() -> torch.Tensor:
 
 def test_eval_image_has_the_requested_shorter_side(photo: torch.Tensor) -> None:
     assert photo.shape[0] == 1 and photo.shape[1] == 3 and min(photo.shape[-2:]) == 128
-    assert 0 <= float(photo.min()) and float(photo.max()) <= 1
+    assert float(photo.min()) >= 0 and float(photo.max()) <= 1
 
 
 def test_checkerboard_score_flags_grid_patterns_and_passes_a_photo(photo: torch.Tensor) -> None:
@@ -64,7 +73,7 @@ def test_artifact_report_needs_matching_lists(photo: torch.Tensor) -> None:
 def test_untrained_network_is_the_trainers_step_zero() -> None:
     config = TrainConfig(style_image="x.jpg", data_dir=".", width=8, residual_blocks=1, seed=3)
     a, b = untrained_network(config), untrained_network(config)
-    for pa, pb in zip(a.parameters(), b.parameters()):
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=False):
         assert torch.equal(pa, pb)
 
 

@@ -14,7 +14,19 @@ from PIL import Image, ImageFile
 
 from fastnst.utils import images
 from fastnst.utils.errors import ImageError
-from fastnst.utils.images import IMAGE_EXTENSIONS, SAVE_FORMATS, check_output_path, image_to_tensor, list_images, load_image, load_rgb, open_image_bytes, resize_max_side, save_image, tensor_to_image
+from fastnst.utils.images import (
+    IMAGE_EXTENSIONS,
+    SAVE_FORMATS,
+    check_output_path,
+    image_to_tensor,
+    list_images,
+    load_image,
+    load_rgb,
+    open_image_bytes,
+    resize_max_side,
+    save_image,
+    tensor_to_image,
+)
 
 # ----------------------------------------------------------------------------------------------- helpers
 
@@ -277,7 +289,7 @@ def test_exif_orientation_6_rotates(tmp_path: Path) -> None:
     expected = {(2, 2): (0, 0, 255), (7, 2): (255, 0, 0), (7, 17): (0, 255, 0), (2, 17): (255, 255, 255)}
     for xy, colour in expected.items():
         got = _pixel(loaded.rgb, xy)
-        assert all(abs(a - b) < 40 for a, b in zip(got, colour)), (xy, got, colour)
+        assert all(abs(a - b) < 40 for a, b in zip(got, colour, strict=False)), (xy, got, colour)
 
 
 def test_corrupt_exif_does_not_block_loading(tmp_path: Path) -> None:
@@ -412,7 +424,7 @@ def test_save_every_format(tmp_path: Path, suffix: str) -> None:
     assert written == tmp_path / "sub" / f"out{suffix.upper()}"
     back = load_rgb(written)
     assert back.size == (9, 7)
-    assert all(abs(a - b) <= 3 for a, b in zip(_pixel(back, (4, 3)), (40, 80, 120)))
+    assert all(abs(a - b) <= 3 for a, b in zip(_pixel(back, (4, 3)), (40, 80, 120), strict=False))
     assert [p.name for p in written.parent.iterdir()] == [written.name]
 
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 from conftest import REPO, SHARED_DATA, VGG_DIR, requires_shared
 
-from fastnst.training.config import load_config
 from fastnst.model.files import load_model
-from fastnst.training.quality import LossMeter, config_of, load_eval_image, make_vgg, untrained_network
 from fastnst.runtime.pipeline import stylize_tensor
+from fastnst.training.config import load_config
+from fastnst.training.quality import LossMeter, config_of, load_eval_image, make_vgg, untrained_network
 
 sys.path.insert(0, str(REPO / "scripts"))
 from train_zoo import RECIPES, recipe_of
