@@ -1,0 +1,1 @@
+"""The classic per-image optimizer (Gatys et al.): its options and the optimisation loop."""
