@@ -8,8 +8,16 @@ counted. Reported per mode: throughput (successful images/s), latency p50/p95/p9
 
     python benchmarks/server_load.py [--clients 16] [--seconds 60] [--side 512] [--model starry_night] [--device cpu]
 
-Load goes to 127.0.0.1 only, is bounded in clients (≤ 64) and time (≤ 600 s a mode), and the server processes are
-always stopped. Results are printed and written to benchmarks/results/server_load.json.
+``--burst`` measures the server under a burst instead (issue #12): ``fastnst serve --models models`` with every
+shipped model and default settings, 100 simultaneous POSTs of one 1024×768 JPEG (no keep-alive), then a second
+burst of 40, then one ``max_side=2048`` request of a 2048×1536 JPEG; the server's RSS (with any children) is
+sampled every 0.25 s until 30 s after the last request, and /healthz and /readyz are probed throughout. It writes
+benchmarks/results/server_burst.json and server_burst.png (RSS and outcomes over time):
+
+    python benchmarks/server_load.py --burst [--bursts 100 40] [--output benchmarks/results/server_burst.json]
+
+Load goes to 127.0.0.1 only, is bounded in clients (≤ 64; ≤ 200 a burst) and time (≤ 600 s a mode), and the server
+processes are always stopped. Results are printed and written to benchmarks/results/server_load.json.
 """
 
 from __future__ import annotations
@@ -63,18 +71,24 @@ def start_server(zoo: Path, port: int, max_batch: int, max_wait_ms: float, queue
                str(max_wait_ms), "--queue-size", str(queue_size), "--request-timeout-s", str(timeout_s),
                "--no-background-load", "--max-side", "1024"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
+    wait_until_ready(process, port, 120)
+    return process
+
+
+def wait_until_ready(process: subprocess.Popen[bytes], port: int, timeout_s: float) -> None:
+    """Poll /readyz until the server answers 200; a server that exits or stays unready is an error."""
+    deadline = time.monotonic() + timeout_s
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"server exited: {process.stderr.read().decode() if process.stderr else ''}")
         try:
             if httpx.get(f"http://{HOST}:{port}/readyz", timeout=2).status_code == 200:
-                return process
+                return
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError("server did not become ready within 120 s")
+            raise RuntimeError(f"server did not become ready within {timeout_s:g} s")
         time.sleep(0.2)
 
 
@@ -138,6 +152,8 @@ def batch_histogram(url: str) -> dict[str, float]:
 
 
 def main() -> int:
+    if "--burst" in sys.argv[1:]:
+        return burst_main([arg for arg in sys.argv[1:] if arg != "--burst"])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -201,6 +217,216 @@ def main() -> int:
         print(f"{name:<10} {mode['throughput_img_s']:>7.3f} {lat['p50'] or 0:>7.2f} {lat['p95'] or 0:>7.2f} "
               f"{lat['p99'] or 0:>7.2f} {mode['ok']:>5} {mode['errors'] or 'none'}")
     print(f"batched / unbatched throughput: {results.get('speedup')}×; wrote {args.output}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- burst mode
+
+
+def photo_of_size(width: int, height: int) -> bytes:
+    """samples/castle.jpg centre-cropped to width:height and resized to width×height, as JPEG."""
+    with Image.open(REPO / "samples" / "castle.jpg") as image:
+        w, h = image.size
+        scale = min(w / width, h / height)
+        cw, ch = int(width * scale), int(height * scale)
+        box = ((w - cw) // 2, (h - ch) // 2, (w - cw) // 2 + cw, (h - ch) // 2 + ch)
+        photo = image.convert("RGB").crop(box).resize((width, height), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants, from /proc (0 once it has exited)."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def start_default_server(models: Path, port: int) -> subprocess.Popen[bytes]:
+    """``fastnst serve --models models`` with the server's defaults (only the port is chosen here)."""
+    command = [sys.executable, "-m", "fastnst.cli", "-q", "serve", "--models", str(models), "--host", HOST,
+               "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_until_ready(process, port, 300)
+    return process
+
+
+async def burst_run(url: str, pid: int, bursts: list[int], body: bytes, large: bytes | None, model: str,
+                    settle_s: float) -> dict[str, object]:
+    """Fire the bursts one after another (each waits for the previous one's answers), then the large request."""
+    t0 = time.perf_counter()
+    rss: list[tuple[float, int]] = []
+    probes: list[tuple[float, str, str, float]] = []  # (t, path, status, latency)
+    requests: list[dict[str, object]] = []
+    stop = asyncio.Event()
+
+    async def sample_rss() -> None:
+        while not stop.is_set():
+            rss.append((round(time.perf_counter() - t0, 3), rss_bytes(pid)))
+            await asyncio.sleep(0.25)
+
+    async def probe(client: httpx.AsyncClient) -> None:
+        while not stop.is_set():
+            for path in ("/healthz", "/readyz"):
+                sent = time.perf_counter()
+                try:
+                    status = str((await client.get(url + path, timeout=5)).status_code)
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                probes.append((round(sent - t0, 3), path, status, round(time.perf_counter() - sent, 4)))
+            await asyncio.sleep(0.5)
+
+    async def one(client: httpx.AsyncClient, phase: str, data: bytes, params: dict[str, str]) -> None:
+        sent = time.perf_counter()
+        retry_after = None
+        try:
+            response = await client.post(f"{url}/v1/stylize", params=params, content=data,
+                                         headers={"content-type": "image/jpeg"})
+            status, retry_after = str(response.status_code), response.headers.get("retry-after")
+        except httpx.HTTPError as exc:
+            status = type(exc).__name__
+        requests.append({"phase": phase, "sent": round(sent - t0, 3), "done": round(time.perf_counter() - t0, 3),
+                         "latency": round(time.perf_counter() - sent, 3), "status": status,
+                         "retry_after": retry_after})
+
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(180), limits=limits) as client, \
+            httpx.AsyncClient(timeout=httpx.Timeout(5), limits=limits) as prober:
+        tasks = [asyncio.create_task(sample_rss()), asyncio.create_task(probe(prober))]
+        await asyncio.sleep(2)  # idle baseline
+        params = {"model": model}
+        phases: list[dict[str, object]] = []
+        for index, size in enumerate(bursts):
+            name = f"burst{index + 1}"
+            started = time.perf_counter() - t0
+            print(f"[{name}] {size} concurrent requests at t={started:.1f} s", flush=True)
+            await asyncio.gather(*(one(client, name, body, params) for _ in range(size)))
+            phases.append({"name": name, "start": round(started, 3), "end": round(time.perf_counter() - t0, 3)})
+        if large is not None:
+            started = time.perf_counter() - t0
+            print(f"[large] one max_side=2048 request at t={started:.1f} s", flush=True)
+            await one(client, "large", large, {**params, "max_side": "2048"})
+            phases.append({"name": "large", "start": round(started, 3), "end": round(time.perf_counter() - t0, 3)})
+        print(f"settling for {settle_s:g} s", flush=True)
+        await asyncio.sleep(settle_s)
+        stop.set()
+        await asyncio.gather(*tasks)
+    return {"rss": rss, "probes": probes, "requests": requests, "phases": phases}
+
+
+def summarise_burst(trace: dict[str, object]) -> dict[str, object]:
+    rss: list[tuple[float, int]] = trace["rss"]  # type: ignore[assignment]
+    requests: list[dict[str, object]] = trace["requests"]  # type: ignore[assignment]
+    phases: list[dict[str, object]] = trace["phases"]  # type: ignore[assignment]
+    first = phases[0]["start"]
+    last_end = phases[-1]["end"]
+    idle = [value for t, value in rss if t < first]  # type: ignore[operator]
+    settled = [value for t, value in rss if t >= last_end + 25]  # type: ignore[operator]
+
+    def pct(values: list[float], q: float) -> float | None:
+        ordered = sorted(values)
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3) if ordered else None
+
+    out: dict[str, object] = {}
+    for phase in phases:
+        mine = [r for r in requests if r["phase"] == phase["name"]]
+        statuses: dict[str, int] = {}
+        for r in mine:
+            statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
+        ok = [float(r["latency"]) for r in mine if r["status"] == "200"]  # type: ignore[arg-type]
+        refused = [float(r["latency"]) for r in mine if r["status"] == "503"]  # type: ignore[arg-type]
+        during = [value for t, value in rss if phase["start"] <= t <= phase["end"]]  # type: ignore[operator]
+        out[str(phase["name"])] = {
+            "requests": len(mine), "statuses": statuses, "p50_200_s": pct(ok, 0.5), "p99_200_s": pct(ok, 0.99),
+            "max_503_s": max(refused) if refused else None,
+            "retry_after_values": sorted({str(r["retry_after"]) for r in mine if r["retry_after"]}),
+            "peak_rss_mb": round(max(during) / 2**20, 1) if during else None,
+            "duration_s": round(float(phase["end"]) - float(phase["start"]), 2)}  # type: ignore[arg-type]
+    probes: list[tuple[float, str, str, float]] = trace["probes"]  # type: ignore[assignment]
+    out["probes"] = {path: {"count": sum(1 for p in probes if p[1] == path),
+                            "non_200": sum(1 for p in probes if p[1] == path and p[2] != "200"),
+                            "max_latency_s": max((p[3] for p in probes if p[1] == path), default=None)}
+                     for path in ("/healthz", "/readyz")}
+    out["rss_mb"] = {"idle": round(statistics.median(idle) / 2**20, 1) if idle else None,
+                     "peak": round(max(v for _, v in rss) / 2**20, 1),
+                     "settled_30s": round(statistics.median(settled) / 2**20, 1) if settled else None}
+    return out
+
+
+def plot_burst(trace: dict[str, object], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rss: list[tuple[float, int]] = trace["rss"]  # type: ignore[assignment]
+    requests: list[dict[str, object]] = trace["requests"]  # type: ignore[assignment]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    top.plot([t for t, _ in rss], [v / 2**30 for _, v in rss], color="black")
+    top.axhline(2.5, color="red", linestyle="--", linewidth=0.8, label="2.5 GB target")
+    for phase in trace["phases"]:  # type: ignore[attr-defined]
+        top.axvspan(phase["start"], phase["end"], alpha=0.1, color="blue")
+    top.set_ylabel("server RSS (GiB)")
+    top.legend(loc="upper right")
+    top.set_title(title)
+    colours = {"200": "green", "503": "orange", "504": "red"}
+    for status in sorted({str(r["status"]) for r in requests}):
+        times = sorted(float(r["done"]) for r in requests if r["status"] == status)  # type: ignore[arg-type]
+        bottom.step(times, range(1, len(times) + 1), where="post", label=status, color=colours.get(status))
+    bottom.set_ylabel("answers (cumulative)")
+    bottom.set_xlabel("seconds")
+    bottom.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def burst_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="server under a burst (see the module doc)")
+    parser.add_argument("--bursts", type=int, nargs="+", default=[100, 40])
+    parser.add_argument("--model", default="starry_night")
+    parser.add_argument("--models", type=Path, default=REPO / "models")
+    parser.add_argument("--no-large", action="store_true", help="skip the single max_side=2048 request")
+    parser.add_argument("--settle-s", type=float, default=30.0)
+    parser.add_argument("--label", default="", help="a note stored in the results (e.g. before/after)")
+    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "server_burst.json")
+    args = parser.parse_args(argv)
+    if not all(1 <= size <= 200 for size in args.bursts) or not 0 <= args.settle_s <= 120:
+        parser.error("each burst must be 1..200 requests and --settle-s 0..120 (bounded load)")
+    body = photo_of_size(1024, 768)
+    large = None if args.no_large else photo_of_size(2048, 1536)
+    port = free_port()
+    process = start_default_server(args.models, port)
+    try:
+        trace = asyncio.run(burst_run(f"http://{HOST}:{port}", process.pid, args.bursts, body, large, args.model,
+                                      args.settle_s))
+    finally:
+        stop_server(process)
+    import fastnst
+
+    summary = summarise_burst(trace)
+    results = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "label": args.label,
+               "fastnst_from": str(Path(fastnst.__file__).resolve().parents[1]),
+               "models": sorted(p.name for p in args.models.iterdir() if (p / "model.safetensors").is_file()),
+               "model": args.model, "image": "1024x768 JPEG (samples/castle.jpg, resized)",
+               "large_image": None if large is None else "2048x1536 JPEG, max_side=2048",
+               "bursts": args.bursts, "rss_unit": "MiB (2**20 bytes); trace: bytes", "summary": summary,
+               "trace": trace}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=1) + "\n")
+    plot_burst(trace, args.output.with_suffix(".png"), f"{args.label or 'server'} burst: {args.bursts}")
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {args.output} and {args.output.with_suffix('.png')}")
     return 0
 
 

@@ -145,12 +145,14 @@ class Model:
     def stylize_file(self, source: PathLike, target: PathLike, *, strength: float = 1.0,
                      preserve_color: PreserveColor = "none", margin: int = DEFAULT_MARGIN, tile: int | None = None,
                      overlap: int = DEFAULT_OVERLAP, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                     flicker: float = 0.0, batch_size: int = DEFAULT_BATCH) -> Path:
+                     flicker: float = 0.0, batch_size: int = DEFAULT_BATCH, overwrite: bool = False) -> Path:
         """Stylize one image or video file into ``target`` (a file, or a folder to write it into); returns the
-        path written. The write is atomic: a failure leaves no partial file."""
+        path written (a PNG in a folder when the source's format cannot be written, e.g. GIF). The write is
+        atomic: a failure leaves no partial file. A ``target`` that is ``source`` itself (or a link of it) is
+        refused unless ``overwrite``."""
         summary = self.stylize_paths([source], target, strength=strength, preserve_color=preserve_color,
                                      margin=margin, tile=tile, overlap=overlap, max_pixels=max_pixels,
-                                     flicker=flicker, batch_size=batch_size, keep_going=False)
+                                     flicker=flicker, batch_size=batch_size, keep_going=False, overwrite=overwrite)
         return summary.written[0]
 
     def stylize_paths(self, inputs: PathLike | Sequence[PathLike], output: PathLike, *,
@@ -158,37 +160,41 @@ class Model:
                       margin: int = DEFAULT_MARGIN, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
                       max_pixels: int | None = DEFAULT_MAX_PIXELS, flicker: float = 0.0,
                       batch_size: int = DEFAULT_BATCH, progress: Reporter | None = None,
-                      keep_going: bool | None = None) -> Summary:
+                      keep_going: bool | None = None, overwrite: bool = False) -> Summary:
         """Stylize image and video files and folders as ``fastnst stylize`` does.
 
-        One input file and an ``output`` with an extension → that file; otherwise ``output`` is a folder and each
-        result keeps its name (and sub-folder) with its own or ``out_format``'s extension. Every input and target
-        is checked before any work. ``progress`` (a :class:`~fastnst.runtime.pipeline.Reporter`) hears each job
-        start, video frames and failures. With several inputs (or ``keep_going=True``) a failed file is collected
-        in the returned :class:`~fastnst.runtime.pipeline.Summary` and the rest go on; a single one raises.
+        One input file and an ``output`` with an extension → that file (``out_format`` must then agree with it);
+        otherwise ``output`` is a folder and each result keeps its name (and sub-folder) with its own or
+        ``out_format``'s extension, PNG for formats that cannot be written (listed in ``Summary.as_png``). Every
+        input and target is checked, and the output folders created and probed, before any work. No output may
+        be an input (by path or link): ``overwrite=True`` lets a file named in ``inputs`` be replaced by its own
+        result; a folder's images are never overwritten. ``progress`` (a
+        :class:`~fastnst.runtime.pipeline.Reporter`) hears each job start, video frames and failures. With several
+        inputs (or ``keep_going=True``) a failed file is collected in the returned
+        :class:`~fastnst.runtime.pipeline.Summary` and the rest go on; a single one raises.
         """
         options = StylizeOptions(strength=strength, preserve_color=preserve_color, margin=margin, tile=tile or 0,
                                  overlap=overlap, max_pixels=max_pixels, flicker=flicker, batch_size=batch_size)
         paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
         return run_pipeline(self._runner, paths, output, out_format=out_format, options=options, reporter=progress,
-                            keep_going=keep_going)
+                            keep_going=keep_going, overwrite=overwrite)
 
     def stylize_video(self, source: PathLike, target: PathLike, *, flicker: float = 0.0,
                       batch_size: int = DEFAULT_BATCH, strength: float = 1.0, preserve_color: PreserveColor = "none",
                       margin: int = DEFAULT_MARGIN, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                      progress: Callable[[int], None] | None = None) -> Path:
+                      progress: Callable[[int], None] | None = None, overwrite: bool = False) -> Path:
         """Stylize a video into ``target`` (container from its extension; audio kept); returns the path written.
 
         ``flicker`` (0 = off, below 1) carries the previous stylized frame over where the input did not move;
         ``batch_size`` frames go through the network at once; ``progress`` is called with each batch's frame
-        count; ``max_pixels`` caps the frame size.
+        count; ``max_pixels`` caps the frame size; ``overwrite`` lets ``target`` be ``source`` itself.
         """
         if not is_video(source):
             raise VideoError(f"{source} is not a video file ({', '.join(sorted(VIDEO_EXTENSIONS))})")
         summary = self.stylize_paths([source], target, strength=strength, preserve_color=preserve_color,
                                      margin=margin, max_pixels=max_pixels, flicker=flicker, batch_size=batch_size,
                                      progress=_FrameCounter(progress) if progress is not None else None,
-                                     keep_going=False)
+                                     keep_going=False, overwrite=overwrite)
         return summary.written[0]
 
 

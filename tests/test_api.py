@@ -192,7 +192,15 @@ def test_video_like_the_cli(tmp_path: Path, tiny_model: Path) -> None:
     written = fastnst.load(tiny_model).stylize_video(source, tmp_path / "api.mp4", flicker=0.5, batch_size=4,
                                                      preserve_color="luminance", progress=counted.append)
     assert written == tmp_path / "api.mp4" and counted == [4, 2]
-    np.testing.assert_array_equal(frames(written), frames(tmp_path / "cli.mp4"))
+    api, cli = frames(written), frames(tmp_path / "cli.mp4")
+    # Both run the same pipeline; H.264 is lossy, and in a long test session a float rounding difference of one
+    # level in a stylized frame (seen once in the full suite, never alone) can change the encoder's choices, so
+    # the decoded frames are compared closely rather than bit for bit. A different option (no colour
+    # preservation) moves them far more than this bound.
+    difference = np.abs(api.astype(np.int16) - cli.astype(np.int16))
+    assert api.shape == cli.shape and difference.mean() < 0.5, difference.mean()
+    plain = fastnst.load(tiny_model).stylize_video(source, tmp_path / "plain.mp4", flicker=0.5, batch_size=4)
+    assert np.abs(frames(plain).astype(np.int16) - cli.astype(np.int16)).mean() > 4 * 0.5
     with pytest.raises(FastNSTError, match="not a video"):
         fastnst.load(tiny_model).stylize_video(tmp_path / "photo.jpg", tmp_path / "x.mp4")
 

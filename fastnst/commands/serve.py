@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
         from fastnst.server import create_app, load_settings
     except ImportError as exc:  # a partial install (fastnst's other commands work without these)
         raise FastNSTError(f"fastnst serve needs the serve extra ({exc}); pip install \"fastnst[serve]\"") from None
+    from fastnst.server.protocol import h11_protocol
     from fastnst.server.registry import discover_models
     from fastnst.server.settings import SCHEMA
     from fastnst.utils.device import resolve_device
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         create_app(settings), host=settings.host, port=settings.port, log_level="warning" if args.quiet else "info",
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s + 0.999), server_header=False,
         proxy_headers=False,  # client addresses are not used for anything; never trust forwarded headers
+        http=h11_protocol(settings.header_timeout_s),  # unfinished request heads are closed, not kept forever
     )
     uvicorn.Server(config).run()
     return 0

@@ -25,7 +25,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", required=True,
                         help="output file (one input) or folder (several inputs or a folder)")
     parser.add_argument("--format", dest="out_format", choices=["jpg", "png", "webp", "bmp", "tif"],
-                        help="output format for folder outputs (default: keep each input's)")
+                        help="output format for folder outputs (default: keep each input's, PNG for GIF/PPM/PGM); "
+                             "with an output file it must agree with the file's extension")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="let an input file named here be replaced by its own stylization (the images of a "
+                             "folder input are never overwritten)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
                         help="runtime: auto = ONNX Runtime when the model has an ONNX export of the precision "
@@ -127,11 +131,14 @@ def run(args: argparse.Namespace) -> int:
     bars = _progress_bars(args.quiet)
     try:  # every input and output is checked before the model is loaded
         summary = stylize_paths(runner_for, args.inputs, args.output, out_format=args.out_format, options=options,
-                                reporter=bars)
+                                reporter=bars, overwrite=args.overwrite)
     finally:
         bars.close()
     if len(summary.jobs) == 1 and not args.quiet:
         print(f"wrote {summary.jobs[0].target}")
+    if summary.as_png and not args.quiet:
+        kinds = ", ".join(sorted({job.source.suffix.lower() for job in summary.as_png}))
+        print(f"note: {len(summary.as_png)} input(s) in a format fastnst cannot write ({kinds}) are written as PNG")
     if summary.failures:
         print(f"fastnst: error: {len(summary.failures)} of {len(summary.jobs)} image(s) could not be stylized",
               file=sys.stderr)

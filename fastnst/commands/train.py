@@ -16,8 +16,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                                  "(Johnson et al. 2016). Values come from --config, then from the flags below.")
     parser.add_argument("-c", "--config", help="TOML config file (see configs/)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from <output_dir>/checkpoints/last.pt; without --config, the run's saved "
-                             "<output_dir>/checkpoints/config.toml is the config (flags still override it)")
+                        help="continue from <output_dir>/checkpoints/last.pt (previous.pt when last.pt is damaged); "
+                             "without --config, the run's saved <output_dir>/checkpoints/config.toml is the config "
+                             "(flags still override it)")
     from fastnst.training.config import SCHEMA
 
     SCHEMA.add_flags(parser, "config overrides (defaults shown are TrainConfig's)")

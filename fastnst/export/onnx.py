@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from fastnst._version import __version__
-from fastnst.model.files import ONNX_FILES, ONNX_FORMAT, ONNX_INPUT, ONNX_OUTPUT, ModelInfo
+from fastnst.model.files import ONNX_FILES, ONNX_FORMAT, ONNX_INPUT, ONNX_OUTPUT, ModelInfo, record_file_digest
 from fastnst.model.transformer import MIN_INTERNAL_SIDE, TransformerNet
 from fastnst.utils.atomic import atomic_path
 from fastnst.utils.defaults import DEFAULT_MIN_PSNR, DEFAULT_OPSET, DEFAULT_TOLERANCE
@@ -74,7 +74,8 @@ def export_onnx(model: TransformerNet, info: ModelInfo, path: str | os.PathLike[
                 calibration_photos: Sequence[str | os.PathLike[str]] = (),
                 evaluation_photos: Sequence[str | os.PathLike[str]] = (),
                 min_psnr: float = DEFAULT_MIN_PSNR, eval_max_side: int = 512) -> ExportResult:
-    """Export ``model`` to ``path`` (written atomically, only once every check passed).
+    """Export ``model`` to ``path`` (written atomically, only once every check passed), and record its SHA-256 in
+    the ``model.json`` beside it.
 
     ``check_images``: real photos for the PyTorch comparison (besides fixed random batches).
     ``calibration_photos`` (int8) and ``evaluation_photos`` (fp16, int8): photos to calibrate activation ranges
@@ -121,6 +122,7 @@ def export_onnx(model: TransformerNet, info: ModelInfo, path: str | os.PathLike[
     target = Path(path)
     with atomic_path(target) as tmp:
         onnx.save_model(proto, str(tmp))
+    record_file_digest(target)  # in the model.json beside it, if any: backends check it before opening the file
     return ExportResult(path=target, precision=precision, opset=opset, size_bytes=target.stat().st_size,
                         seconds=time.perf_counter() - started, verification=verification, quality=quality)
 

@@ -1,12 +1,17 @@
 """Trained model files: ``model.safetensors`` (weights) plus ``model.json`` (style, architecture, recipe, losses).
 
-safetensors cannot run code when loaded, and the JSON records the weights' SHA-256 so a modified or truncated
-file is refused with a clear message instead of producing garbage images.
+safetensors cannot run code when loaded. ``model.json`` records the SHA-256 of every file of the folder (the
+weights and each ONNX export), and the weights carry a digest of their tensors in their own header for when they
+travel without the JSON, so a damaged or truncated file is refused with a clear message before a backend opens it
+instead of producing subtly wrong images. The digests detect corruption, not forgery: whoever can change a file
+can change its recorded digest too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,14 +19,17 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as serialize_safetensors
 
 from fastnst._version import __version__
 from fastnst.model.transformer import TransformerNet, TransformerSpec
-from fastnst.utils.atomic import atomic_path, atomic_write_text
+from fastnst.utils.atomic import atomic_write_bytes, atomic_write_text
 from fastnst.utils.cache import default_cache_dir
 from fastnst.utils.errors import CheckpointError
 from fastnst.utils.hashing import sha256_file
+
+log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"
@@ -31,6 +39,10 @@ ONNX_FORMAT = "fastnst-transformer-onnx"
 """``fastnst.format`` metadata value of an ONNX export: what the runtime checks before it trusts a file."""
 ONNX_INPUT, ONNX_OUTPUT = "image", "stylized"
 """Names of the exported graph's input and output."""
+FILE_DIGESTS = "files"
+"""``model.json`` key: file name -> SHA-256 of each file of the folder."""
+TENSORS_DIGEST = "tensors_sha256"
+"""safetensors header key: :func:`tensors_sha256` of the file's tensors, checked at load."""
 MODEL_SEARCH_ENV = "FASTNST_MODELS"
 """Folders of model folders searched first for a model name (``os.pathsep``-separated)."""
 
@@ -50,19 +62,97 @@ def save_model(model: TransformerNet, folder: str | os.PathLike[str], metadata: 
     folder.mkdir(parents=True, exist_ok=True)
     weights_path = folder / WEIGHTS_FILE
     state = {key: value.detach().float().contiguous().cpu() for key, value in model.state_dict().items()}
-    header = {"format": "fastnst-transformer", "spec": json.dumps(model.spec.to_dict())}
-    with atomic_path(weights_path) as tmp:
-        save_file(state, str(tmp), metadata=header)
+    header = {"format": "fastnst-transformer", "spec": json.dumps(model.spec.to_dict()),
+              TENSORS_DIGEST: tensors_sha256(state)}
+    atomic_write_bytes(weights_path, serialize_safetensors(state, metadata=header))
+    digest = sha256_file(weights_path)
     meta = {
         "format": "fastnst-transformer",
         "fastnst_version": __version__,
         "spec": model.spec.to_dict(),
         "parameters": sum(v.numel() for v in state.values()),
         **metadata,
-        "sha256": sha256_file(weights_path),
+        "sha256": digest,
+        FILE_DIGESTS: {WEIGHTS_FILE: digest},
     }
     atomic_write_text(folder / METADATA_FILE, json.dumps(meta, indent=2, sort_keys=False) + "\n")
     return weights_path
+
+
+def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order: the same for a state however
+    the file holding it is laid out."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}\0{tensor.dtype}\0{list(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def read_metadata_file(meta_path: Path) -> dict[str, Any]:
+    """``model.json`` as a dict; unreadable JSON is a CheckpointError."""
+    try:
+        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{meta_path} is not valid JSON ({exc})") from None
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{meta_path} is not a fastnst model description (a JSON object expected)")
+    return metadata
+
+
+def recorded_sha256(path: Path, metadata: dict[str, Any]) -> str | None:
+    """The SHA-256 that ``model.json`` records for ``path``, if any."""
+    files = metadata.get(FILE_DIGESTS)
+    expected = files.get(path.name) if isinstance(files, dict) else None
+    if expected is None and path.name == WEIGHTS_FILE:
+        expected = metadata.get("sha256")
+    return expected if isinstance(expected, str) else None
+
+
+_noted_unchecked: set[Path] = set()
+
+
+def note_unchecked(path: Path) -> None:
+    """Say once per file that it has no recorded digest (made before fastnst recorded them): used unchecked."""
+    resolved = path.resolve()
+    if resolved not in _noted_unchecked:
+        _noted_unchecked.add(resolved)
+        log.warning("%s has no recorded SHA-256 (no model.json beside it records one, as for files made before "
+                    "fastnst recorded them): it is used without an integrity check", path)
+
+
+def verify_model_file(path: str | os.PathLike[str], *, note_missing: bool = True) -> bool:
+    """Check ``path`` against the SHA-256 that the ``model.json`` beside it records, before anything opens it.
+
+    Returns whether a digest was checked; a file without one is noted once in the log (``note_missing``). Raises
+    CheckpointError naming the file when it does not match.
+    """
+    path = Path(path)
+    meta_path = path.with_name(METADATA_FILE)
+    expected = recorded_sha256(path, read_metadata_file(meta_path)) if meta_path.is_file() else None
+    if expected is None:
+        if note_missing:
+            note_unchecked(path)
+        return False
+    if sha256_file(path) != expected:
+        raise CheckpointError(f"{path} does not match the SHA-256 recorded in {meta_path}: the file is damaged "
+                              "or incomplete")
+    return True
+
+
+def record_file_digest(path: str | os.PathLike[str]) -> bool:
+    """Record ``path``'s SHA-256 in the ``model.json`` beside it (rewritten atomically, other keys kept as they
+    are); returns False when there is no ``model.json`` to record it in."""
+    path = Path(path)
+    meta_path = path.with_name(METADATA_FILE)
+    if not meta_path.is_file():
+        return False
+    metadata = read_metadata_file(meta_path)
+    files = metadata.get(FILE_DIGESTS)
+    metadata[FILE_DIGESTS] = {**(files if isinstance(files, dict) else {}), path.name: sha256_file(path)}
+    atomic_write_text(meta_path, json.dumps(metadata, indent=2, sort_keys=False) + "\n")
+    return True
 
 
 @dataclass(frozen=True)
@@ -123,16 +213,8 @@ def load_model(name_or_path: str | os.PathLike[str],
     """Load a trained transform network, verifying its integrity and architecture."""
     weights_path = find_model(name_or_path)
     meta_path = weights_path.with_name(METADATA_FILE)
-    metadata: dict[str, Any] = {}
-    if meta_path.is_file():
-        try:
-            metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"{meta_path} is not valid JSON ({exc})") from None
-        expected = metadata.get("sha256")
-        if expected and sha256_file(weights_path) != expected:
-            raise CheckpointError(f"{weights_path} does not match the SHA-256 in {meta_path}: the file was modified "
-                                  "or is incomplete")
+    metadata = read_metadata_file(meta_path) if meta_path.is_file() else {}
+    file_checked = verify_model_file(weights_path, note_missing=False)
     try:
         state = load_file(str(weights_path))
         from safetensors import safe_open
@@ -141,6 +223,12 @@ def load_model(name_or_path: str | os.PathLike[str],
             header = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights_path} is not a readable safetensors file ({exc})") from None
+    expected_tensors = header.get(TENSORS_DIGEST)
+    if expected_tensors is not None and tensors_sha256(state) != expected_tensors:
+        raise CheckpointError(f"{weights_path} does not match the digest of its tensors recorded in its header: "
+                              "the file is damaged")
+    if expected_tensors is None and not file_checked:
+        note_unchecked(weights_path)
     spec_source = header.get("spec") or json.dumps(metadata.get("spec", {}))
     try:
         spec = TransformerSpec(**json.loads(spec_source))

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from fastnst.model.files import ONNX_FORMAT
+from fastnst.model.files import ONNX_FORMAT, verify_model_file
 from fastnst.model.files import ONNX_INPUT as INPUT_NAME
 from fastnst.model.files import ONNX_OUTPUT as OUTPUT_NAME
 from fastnst.model.transformer import MIN_INTERNAL_SIDE
@@ -25,9 +26,11 @@ from fastnst.runtime.base import check_batch
 from fastnst.runtime.fused import pad_for_network
 from fastnst.utils.cache import default_cache_dir
 from fastnst.utils.device import cuda_available
-from fastnst.utils.errors import BackendError, first_line
+from fastnst.utils.errors import BackendError, first_line, shorten
 
 log = logging.getLogger(__name__)
+
+_SOURCE_LOCATION = re.compile(r"\S*\.(?:cc|cpp|h):\d+ [\w:~<>]+\([^()]*\)\s*")
 
 TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -47,8 +50,12 @@ def _ort() -> Any:
     return onnxruntime
 
 
-def session_options(threads: int | None = None) -> Any:
-    """Session options tuned for this network (a chain of large convolutions, one image at a time)."""
+def session_options(threads: int | None = None, *, memory_arena: bool = True) -> Any:
+    """Session options tuned for this network (a chain of large convolutions, one image at a time).
+
+    ``memory_arena`` False gives every buffer back after each run: ONNX Runtime's CPU arena keeps the largest
+    run's buffers for good, which a long-running server with images of many sizes cannot afford.
+    """
     ort = _ort()
     options = ort.SessionOptions()
     # ENABLE_ALL (ONNX Runtime's default in Python, set explicitly) adds the NCHWc layout transformer on CPUs:
@@ -60,18 +67,19 @@ def session_options(threads: int | None = None) -> Any:
     # Idle worker threads sleep instead of spinning between operators: spinning takes cores from PyTorch's own
     # threads (pre/post-processing, tiles) and, on a 2-core machine, from the other worker (docs/benchmarks.md).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.enable_cpu_mem_arena = True  # reuse activation buffers between calls instead of malloc/free
+    options.enable_cpu_mem_arena = memory_arena  # reuse activation buffers between calls instead of malloc/free
     options.enable_mem_pattern = True  # plan the buffers once per input shape
     options.log_severity_level = 3  # errors only; fastnst reports provider fallbacks itself
     return options
 
 
 def make_session(model: bytes | str | os.PathLike[str], providers: list[Any] | None = None,
-                 threads: int | None = None) -> Any:
+                 threads: int | None = None, *, memory_arena: bool = True) -> Any:
     """An InferenceSession for ``model`` (file or serialized bytes) with :func:`session_options`."""
     ort = _ort()
     source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, session_options(threads), providers=providers or [CPU])
+    return ort.InferenceSession(source, session_options(threads, memory_arena=memory_arena),
+                                providers=providers or [CPU])
 
 
 def _trt_cache_dir() -> Path:
@@ -113,7 +121,8 @@ def validate_model(path: str | os.PathLike[str]) -> dict[str, str]:
     try:
         session = ort.InferenceSession(label, options, providers=[CPU])
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for unreadable files
-        reason = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else type(exc).__name__
+        text = _SOURCE_LOCATION.sub("", str(exc)).strip()  # ORT's C++ file:line and function signature
+        reason = shorten(text.splitlines()[-1], 200) if text else type(exc).__name__
         raise BackendError(f"{label} is not a readable ONNX model ({reason})") from None
     meta = dict(session.get_modelmeta().custom_metadata_map)
     if meta.get("fastnst.format") != ONNX_FORMAT:
@@ -144,6 +153,8 @@ class OnnxBackend:
                  threads: int | None = None, provider: str | None = None) -> None:
         ort = _ort()
         self.path = Path(path)
+        if self.path.is_file():
+            verify_model_file(self.path)  # against model.json's SHA-256, before ONNX Runtime reads it
         self.metadata = validate_model(self.path)
         file_precision = self.metadata.get("fastnst.precision", "fp32")
         self.precision = precision or file_precision
@@ -184,6 +195,7 @@ class OnnxBackend:
                     failures.append(f"{name} unavailable")
                     continue
                 self.session = session
+                self._source, self._threads = source, threads
                 break
         finally:
             ort.set_default_logger_severity(previous_severity)
@@ -193,6 +205,16 @@ class OnnxBackend:
         self.device = self.session.get_providers()[0]
         note = f" ({'; '.join(dict.fromkeys(failures))})" if failures else ""
         log.info("onnxruntime: running %s %s on %s%s", self.path.name, self.precision, self.device, note)
+
+    def disable_memory_arena(self) -> None:
+        """On the CPU provider, re-create the session without ONNX Runtime's CPU memory arena.
+
+        For servers: the arena keeps the buffers of the largest input it has seen (per shape) and never returns
+        them, so a burst of large images leaves the process at its peak for good; without it the working memory
+        goes back after every run, at a small cost in speed (docs/reliability.md). The CLI keeps the arena.
+        """
+        if self.device == CPU:
+            self.session = make_session(self._source, providers=[CPU], threads=self._threads, memory_arena=False)
 
     def stylize(self, batch: torch.Tensor) -> torch.Tensor:
         """[N, 3, H, W] float in [0, 1] → stylized, same shape, clamped (any H and W)."""

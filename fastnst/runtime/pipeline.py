@@ -1,10 +1,10 @@
 """The file pipeline behind ``fastnst stylize`` and :meth:`fastnst.Model.stylize_paths`: one code path, so the
 command line and the Python API write the same pixels.
 
-Inputs (files and folders, images and videos) are planned into jobs and every target is checked before any model
-is loaded or any pixel is stylized. Each job then runs whole or in tiles, with the mirrored margin and the colour
-controls, and is written atomically. With several jobs a failing one is collected and reported to the
-:class:`Reporter` and the rest go on; a single job raises. Nothing here prints.
+Inputs (files and folders, images and videos) are planned into jobs by :mod:`fastnst.runtime.plan`, which checks
+every target before any model is loaded or any pixel is stylized. Each job then runs whole or in tiles, with the
+mirrored margin and the colour controls, and is written atomically. With several jobs a failing one is collected
+and reported to the :class:`Reporter` and the rest go on; a single job raises. Nothing here prints.
 """
 
 from __future__ import annotations
@@ -21,18 +21,21 @@ from fastnst.model.transformer import TransformerNet
 from fastnst.runtime.base import Backend
 from fastnst.runtime.color import Controls, PreserveColor
 from fastnst.runtime.margin import DEFAULT_MARGIN
+from fastnst.runtime.plan import Job, plan_jobs
 from fastnst.runtime.tiling import DEFAULT_OVERLAP, stylize_image, too_large_for_whole
 from fastnst.runtime.video import (
     DEFAULT_BATCH,
-    VIDEO_EXTENSIONS,
     TemporalBlend,
-    check_video_output,
     is_video,
     probe_video,
     stylize_video_file,
 )
-from fastnst.utils.errors import FastNSTError, ImageError
-from fastnst.utils.images import DEFAULT_MAX_PIXELS, check_output_path, list_images, load_image, save_image
+from fastnst.utils.errors import FastNSTError
+from fastnst.utils.images import (
+    DEFAULT_MAX_PIXELS,
+    load_image,
+    save_image,
+)
 
 Runner = Backend | TransformerNet
 """What stylizes a batch: any runtime :class:`~fastnst.runtime.base.Backend`, or a bare TransformerNet."""
@@ -72,14 +75,6 @@ class StylizeOptions:
         return Controls(self.strength, self.preserve_color)
 
 
-@dataclass(frozen=True)
-class Job:
-    """One input file and where its result goes."""
-
-    source: Path
-    target: Path
-
-
 class Reporter:
     """What the pipeline tells its caller as it works; every hook does nothing unless overridden.
 
@@ -114,64 +109,10 @@ class Summary:
     def ok(self) -> bool:
         return not self.failures
 
-
-def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str],
-              out_format: str | None = None) -> list[Job]:
-    """Map inputs (files and folders) to output paths, checking everything before any work is done.
-
-    One input file and an output with an image extension → that file. Otherwise the output is a folder and each
-    result keeps its name (and its sub-folder, for folder inputs) with the input's or ``out_format``'s extension.
-    """
-    if not inputs:
-        raise FastNSTError("no input images given")
-    output_arg = output
-    output = Path(output)
-    sources: list[tuple[Path, Path]] = []  # (file, path relative to the output folder)
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found = list_images(item, recursive=True)
-            if not found:
-                raise ImageError(f"{item} holds no images")
-            sources += [(path, path.relative_to(item)) for path in found]
-        elif item.is_file() or not item.exists():
-            if not item.exists():
-                raise ImageError(f"{item} does not exist")
-            sources.append((item, Path(item.name)))
-        else:
-            raise ImageError(f"{item} is neither a file nor a folder")
-
-    suffix = f".{out_format.lower().lstrip('.')}" if out_format else None
-    # One input file and an output that looks like a file name (has an extension, is no folder, no trailing
-    # slash) → that file; an unknown extension is then an error rather than a surprise folder.
-    names_folder = output.is_dir() or str(output_arg).endswith(("/", os.sep)) or not output.suffix
-    single_file = len(sources) == 1 and not Path(inputs[0]).is_dir() and not names_folder
-    if single_file:
-        _check_target(sources[0][0], output)
-        return [Job(sources[0][0], output)]
-    if output.exists() and not output.is_dir():
-        raise ImageError(f"output {output} is a file, but several inputs need an output folder")
-    # Videos keep their container: out_format names an image format.
-    jobs = [Job(src, (output / rel).with_suffix(rel.suffix if is_video(src) else suffix or rel.suffix))
-            for src, rel in sources]
-    for job in jobs:
-        _check_target(job.source, job.target)
-    targets = [job.target for job in jobs]
-    if len(set(targets)) != len(targets):
-        raise FastNSTError("two inputs would write the same output file; stylize them into separate folders")
-    return jobs
-
-
-def _check_target(source: Path, target: Path) -> None:
-    """Images go to image files and videos to video files; either is checked before any work is done."""
-    if is_video(source) and not is_video(target):
-        raise FastNSTError(f"{source} is a video, so {target} needs a video extension "
-                           f"({', '.join(sorted(VIDEO_EXTENSIONS))})")
-    if is_video(target) and not is_video(source):
-        raise FastNSTError(f"{source} is an image, so {target} needs an image extension, not {target.suffix}")
-    if is_video(target):
-        check_video_output(target)
-    else:
-        check_output_path(target)
+    @property
+    def as_png(self) -> list[Job]:
+        """The jobs whose input format cannot be written, so their results are PNGs."""
+        return [job for job in self.jobs if job.as_png]
 
 
 def needs_torch(sources: Sequence[Path | tuple[int, int]], options: StylizeOptions) -> bool:
@@ -254,13 +195,15 @@ RunnerFor = Callable[[bool], Runner]
 
 def stylize_paths(runner_for: RunnerFor, inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str],
                   *, out_format: str | None = None, options: StylizeOptions | None = None,
-                  reporter: Reporter | None = None, keep_going: bool | None = None) -> Summary:
+                  reporter: Reporter | None = None, keep_going: bool | None = None,
+                  overwrite: bool = False) -> Summary:
     """The whole file pipeline: plan and check every job, get the runner, stylize each job (see :func:`run_jobs`).
 
-    ``runner_for`` is called after the plan is checked, so a bad input or output fails before a model is loaded.
+    ``runner_for`` is called after the plan is checked, so a bad input or output fails before a model is loaded;
+    ``overwrite`` lets a named input file be replaced by its own result (see :func:`plan_jobs`).
     """
     options = options or StylizeOptions()
-    jobs = plan_jobs(inputs, output, out_format)
+    jobs = plan_jobs(inputs, output, out_format, overwrite=overwrite)
     if reporter is not None:
         reporter.planned(jobs)
     runner = runner_for(needs_torch([job.source for job in jobs], options))

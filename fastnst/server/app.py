@@ -1,17 +1,21 @@
 """The FastAPI application: routes, lifespan (model loading, batcher), limits and backpressure.
 
-A stylize request goes: admission (bounded: 503 + Retry-After at once when full) → body read with a byte limit
-(413) → decode with a pixel cap on a worker thread (415/400/413) → the dynamic batcher (inference on its own
-thread) → strength / colour / encoding on a worker thread → image bytes. The whole request runs under one
-timeout (504). The event loop itself never decodes or computes, so /healthz answers under any load.
+A stylize request goes: body read with a byte limit and deadlines (413/408, before any slot is taken) → the image
+header's size → admission (:mod:`fastnst.server.admission`: 503 + Retry-After at once unless the server can answer
+within ``request_timeout_s``) → a place in the decoded-pixel budget → decode on a worker thread (415/400/413) → the
+dynamic batcher (inference on its own thread) → strength / colour / encoding on a worker thread → image bytes.
+An admitted request whose client disconnects, or which passes its deadline (504), is cancelled and dropped from
+the batcher's queue. The event loop itself never decodes or computes, so /healthz answers under any load.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import io
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,14 +34,16 @@ from PIL import Image
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.requests import ClientDisconnect
 
 from fastnst._version import __version__
 from fastnst.runtime.color import Controls, apply_controls
 from fastnst.runtime.margin import add_margin
-from fastnst.server.backends import load_backend
-from fastnst.server.batching import BatcherClosed, DynamicBatcher, QueueFull, bucket_for, pad_to
+from fastnst.server.admission import AdmissionController, PixelGate, Refusal, ServiceEstimate
+from fastnst.server.backends import WarmupTimed, load_backend, server_backends
+from fastnst.server.batching import BatcherClosed, DeadlineExpired, DynamicBatcher, QueueFull, bucket_for, pad_to
+from fastnst.server.body import read_body
 from fastnst.server.errors import ApiError, error_response, image_error, install_error_handlers
+from fastnst.server.memory import return_large_buffers, trim_heap
 from fastnst.server.metrics import MetricsMiddleware, ServerMetrics
 from fastnst.server.postprocess import EXTENSIONS, MEDIA_TYPES, encode_image
 from fastnst.server.registry import STATIC_DIR, BackendFactory, Registry, discover_models
@@ -73,9 +79,17 @@ class ServerState:
     metrics: ServerMetrics
     registry: Registry = field(default_factory=Registry)
     batcher: DynamicBatcher | None = None
-    admitted: int = 0
+    estimate: ServiceEstimate = field(default_factory=ServiceEstimate)
+    admission: AdmissionController | None = None
+    gate: PixelGate | None = None
     draining: bool = False
     device: str = "cpu"
+    trimming: bool = False
+    trim_task: asyncio.Future[None] | None = None
+
+    @property
+    def admitted(self) -> int:
+        return self.admission.requests if self.admission else 0
 
 
 def get_state(request: Request) -> ServerState:
@@ -110,23 +124,36 @@ def create_app(settings: ServerSettings | None = None, *, backend_factory: Backe
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         folders = discover_models(settings.models)
-        state.registry, state.draining, state.admitted = Registry(), False, 0  # the app may be started again
+        state.registry, state.draining = Registry(), False  # the app may be started again
+        state.estimate = ServiceEstimate()
+        state.admission = AdmissionController(timeout_s=settings.request_timeout_s, max_requests=settings.queue_size,
+                                              max_pixels=settings.max_pending_pixels, estimate=state.estimate)
+        # Decoded images wait only for the batch now running and the next one (see PixelGate).
+        state.gate = PixelGate(2 * settings.max_batch_pixels)
         state.device = resolve_device(settings.device).type
+        return_large_buffers()
         if settings.threads:
             torch.set_num_threads(settings.threads)
         state.batcher = DynamicBatcher(lambda key, batch: _run_batch(state, key, batch),
                                        max_batch=settings.max_batch, max_wait_s=settings.max_wait_ms / 1000,
-                                       queue_size=settings.queue_size, on_batch=state.metrics.observe_batch)
+                                       queue_size=settings.queue_size, max_batch_pixels=settings.max_batch_pixels,
+                                       on_batch=state.metrics.observe_batch,
+                                       on_run=lambda key, pixels, seconds: state.estimate.observe(
+                                           key[0], seconds, pixels),  # type: ignore[index]
+                                       on_drop=lambda reason: state.metrics.dropped.labels(reason).inc())
         state.batcher.start()
         state.metrics.track_queue(lambda: state.batcher.depth if state.batcher else 0)
+        state.metrics.track_backlog(lambda: state.admission.backlog_s() if state.admission else 0.0)
 
         def on_loaded(model: Any) -> None:
+            if isinstance(model.backend, WarmupTimed):
+                model.backend.loaded()
             state.metrics.model_load.labels(model.name).set(model.load_seconds)
             state.metrics.models_ready.set(len(state.registry.models))
 
         loading = asyncio.ensure_future(asyncio.to_thread(
-            state.registry.load_all, folders, state.device, state.factory, warmup=settings.warmup,
-            on_loaded=on_loaded))
+            state.registry.load_all, folders, state.device, server_backends(state.factory, state.estimate),
+            warmup=settings.warmup, on_loaded=on_loaded))
         if not settings.background_load:
             await asyncio.shield(loading)
         try:
@@ -176,6 +203,17 @@ def _document_limits(app: FastAPI, settings: ServerSettings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+async def _trim_when_idle(state: ServerState) -> None:
+    """After the last admitted request is answered, trim the heap once (on a thread: it walks the heap)."""
+    if state.trimming or state.admitted:
+        return
+    state.trimming = True
+    try:
+        await asyncio.to_thread(trim_heap)
+    finally:
+        state.trimming = False
+
+
 def _run_batch(state: ServerState, key: Hashable, batch: torch.Tensor) -> torch.Tensor:
     """On the inference thread: one backend call for a batch of same-size images of one model."""
     name = key[0]  # type: ignore[index]
@@ -201,7 +239,7 @@ async def readyz(state: Annotated[ServerState, Depends(get_state)]) -> Any:
     if not state.registry.ready:
         return error_response(503, "unavailable", state.registry.progress(),
                               {"Retry-After": str(NOT_READY_RETRY_S)})
-    return Ready(models=sorted(state.registry.models))
+    return Ready(models=sorted(state.registry.models), failed=dict(state.registry.failed))
 
 
 @_probes.get("/metrics", tags=["probes"], summary="Prometheus metrics",
@@ -266,37 +304,115 @@ _STYLIZE_BODY = {
 async def stylize(request: Request, state: Annotated[ServerState, Depends(get_state)],
                   query: Annotated[StylizeOptions, Query()]) -> Response:
     settings = state.settings
-    if state.draining or state.batcher is None:
+    if state.draining or state.batcher is None or state.admission is None:
         raise ApiError(503, "the server is shutting down", headers={"Retry-After": str(NOT_READY_RETRY_S)})
     if not state.registry.models and not state.registry.done:
         raise ApiError(503, state.registry.progress(), headers={"Retry-After": str(NOT_READY_RETRY_S)})
-    if state.admitted >= settings.queue_size:  # checked before reading a byte: rejection costs nothing
-        state.metrics.rejected.labels("queue_full").inc()
-        raise ApiError(503, f"server busy: {state.admitted} requests in progress; retry later", error="overloaded",
-                       headers={"Retry-After": str(state.batcher.retry_after_s())})
-    state.admitted += 1
-    state.metrics.in_flight.inc()
-    try:
-        return await asyncio.wait_for(_stylize(request, state), settings.request_timeout_s)
-    except asyncio.TimeoutError:
-        state.metrics.rejected.labels("timeout").inc()
-        raise ApiError(504, f"not finished within {settings.request_timeout_s:g} s; try a smaller image or retry "
-                            "later") from None
-    finally:
-        state.admitted -= 1
-        state.metrics.in_flight.dec()
-
-
-async def _stylize(request: Request, state: ServerState) -> Response:
-    settings = state.settings
-    body = await _read_body(request, settings.max_body_bytes)
+    # The whole body arrives before the request takes any place: a slow upload holds only its connection.
+    body = await read_body(request, limit=settings.max_body_bytes, idle_timeout_s=settings.body_idle_timeout_s,
+                           total_timeout_s=settings.body_timeout_s)
     data, filename, fields = await _split_upload(request, body, settings.max_body_bytes)
+    del body
     options = _options(request, fields)
     model = _pick_model(state, options.model)
     max_side = options.max_side or settings.max_side
     if max_side > settings.max_side_limit:
         raise ApiError(422, f"max_side {max_side} exceeds this server's limit of {settings.max_side_limit}",
                        error="invalid_request")
+    pixels, decoded = await _planned_pixels(data, filename, max_side, settings)
+    decision = state.admission.admit(model.name, pixels)
+    if isinstance(decision, Refusal):
+        state.metrics.rejected.labels(decision.reason).inc()
+        raise ApiError(503, f"{decision.message}; retry later", error="overloaded",
+                       headers={"Retry-After": str(decision.retry_after_s)})
+    state.metrics.in_flight.inc()
+    deadline = time.monotonic() + settings.request_timeout_s
+    # A large photo downscaled by max_side is decoded whole first: it holds the gate for whichever is larger.
+    work = asyncio.ensure_future(_stylize(state, model, data, filename, options, max_side, max(pixels, decoded),
+                                          deadline))
+    departed = asyncio.ensure_future(_client_gone(request))
+    del data
+    try:
+        done, _ = await asyncio.wait({work, departed}, timeout=settings.request_timeout_s,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if work in done:
+            return work.result()
+        if departed in done:
+            state.metrics.rejected.labels("disconnected").inc()
+            raise ApiError(400, "the client disconnected before the result was ready")  # nobody reads this
+        state.metrics.rejected.labels("timeout").inc()
+        raise ApiError(504, f"not finished within {settings.request_timeout_s:g} s; try a smaller image or retry "
+                            "later")
+    finally:
+        # Cancelling the work drops its job from the batcher's queue; waiting for it keeps the books exact.
+        for task in (work, departed):
+            task.cancel()
+        await asyncio.gather(work, departed, return_exceptions=True)
+        state.admission.release(decision)
+        state.metrics.in_flight.dec()
+        if not state.admitted:
+            state.trim_task = asyncio.ensure_future(_trim_when_idle(state))  # referenced: not collected early
+
+
+async def _client_gone(request: Request) -> None:
+    """Return when the client disconnects (the body has been read: the next ASGI message can only say that)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _planned_pixels(data: bytes, filename: str, max_side: int, settings: ServerSettings) -> tuple[int, int]:
+    """(pixels the network will process, after max_side and with margin and padding; pixels the decoder will
+    produce), from the image header alone; 413 above ``max_batch_pixels``. Data that is not a readable image is
+    decoded now for its error."""
+    size = None
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            size = probe.size
+    except Exception:  # noqa: BLE001 - the decoder below gives the one-line reason
+        size = None
+    if size is None or size[0] * size[1] > settings.max_pixels:
+        try:
+            loaded = await run_in_threadpool(open_image_bytes, data, name=filename, max_pixels=settings.max_pixels)
+        except ImageError as exc:
+            raise image_error(exc) from None
+        size = loaded.rgb.size
+    pixels = _network_pixels(size, max_side, settings.margin)
+    budget = settings.max_batch_pixels
+    if pixels > budget:
+        low, high = 1, max_side  # the largest max_side that fits, for the message
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if _network_pixels(size, middle, settings.margin) <= budget else (low,
+                                                                                                      middle - 1)
+        advice = f"ask for max_side ≤ {low}" if _network_pixels(size, low, settings.margin) <= budget else \
+            "send a smaller image"
+        raise ApiError(413, f"this image is {pixels} pixels to process at max_side {max_side}, more than this "
+                            f"server's per-image budget of {budget} (its max_batch_pixels setting); {advice}")
+    return pixels, size[0] * size[1]
+
+
+def _network_pixels(size: tuple[int, int], max_side: int, margin: int) -> int:
+    """Pixels the network processes for an image of ``size``: downscaled to ``max_side``, framed, padded."""
+    width, height = size
+    scale = min(1.0, max_side / max(width, height))
+    width, height = max(1, round(width * scale)), max(1, round(height * scale))
+    padded_h, padded_w, _ = bucket_for(height + 2 * margin, width + 2 * margin)
+    return padded_h * padded_w
+
+
+async def _stylize(state: ServerState, model: Any, data: bytes, filename: str, options: StylizeOptions,
+                   max_side: int, gate_pixels: int, deadline: float) -> Response:
+    assert state.gate is not None and state.batcher is not None
+    await state.gate.acquire(gate_pixels)  # decode only when the network is about to take it
+    try:
+        return await _stylize_decoded(state, model, data, filename, options, max_side, deadline)
+    finally:
+        state.gate.release(gate_pixels)
+
+
+async def _stylize_decoded(state: ServerState, model: Any, data: bytes, filename: str, options: StylizeOptions,
+                           max_side: int, deadline: float) -> Response:
+    settings = state.settings
 
     def prepare() -> tuple[torch.Tensor, Image.Image | None]:
         loaded = open_image_bytes(data, name=filename, max_pixels=settings.max_pixels)
@@ -309,19 +425,24 @@ async def _stylize(request: Request, state: ServerState) -> Response:
     height, width = image.shape[-2:]
     framed, margin = add_margin(image.unsqueeze(0), settings.margin)
     padded_h, padded_w, mode = bucket_for(*framed.shape[-2:])
+    padded = pad_to(framed[0], padded_h, padded_w, mode)
+    del framed
     assert state.batcher is not None
     try:
-        stylized = await state.batcher.submit((model.name, padded_h, padded_w, mode),
-                                              pad_to(framed[0], padded_h, padded_w, mode))
+        stylized = await state.batcher.submit((model.name, padded_h, padded_w, mode), padded, deadline=deadline)
     except QueueFull:
         state.metrics.rejected.labels("queue_full").inc()
         raise ApiError(503, "server busy; retry later", error="overloaded",
                        headers={"Retry-After": str(state.batcher.retry_after_s())}) from None
+    except DeadlineExpired:
+        raise ApiError(504, f"not finished within {settings.request_timeout_s:g} s; try a smaller image or retry "
+                            "later") from None
     except BatcherClosed:
         raise ApiError(503, "the server is shutting down", headers={"Retry-After": str(NOT_READY_RETRY_S)}) from None
     except torch.cuda.OutOfMemoryError:
         raise ApiError(503, "out of accelerator memory; try a smaller max_side", error="overloaded",
                        headers={"Retry-After": "1"}) from None
+    del padded
     stylized = stylized[:, margin:margin + height, margin:margin + width]
     fmt = options.format or ("png" if alpha is not None else "jpeg")
 
@@ -335,22 +456,6 @@ async def _stylize(request: Request, state: ServerState) -> Response:
     return Response(content, media_type=MEDIA_TYPES[fmt], headers={
         "Content-Disposition": f'inline; filename="{stem}-{model.name}.{EXTENSIONS[fmt]}"',
         "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "X-Model": model.name})
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it (or its declared length) passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
-    except ClientDisconnect:
-        raise ApiError(400, "the client disconnected before sending the whole body") from None
-    return bytes(body)
 
 
 async def _split_upload(request: Request, body: bytes, limit: int) -> tuple[bytes, str, dict[str, str]]:

@@ -11,6 +11,11 @@ multiple of 4 (at least 16) before its first layer; padding each image to that s
 would, and cropping the result back gives the same output as running it alone. Padding to any *larger* size would
 not: instance normalisation (Ulyanov et al. 2016) computes its statistics over the whole padded plane, so extra
 padding shifts every pixel's colour. Sizes are therefore bucketed to the network's own granularity and no further.
+
+Work nobody waits for is not done: a job whose caller was cancelled (its client left, or its request timed out)
+or whose deadline has passed is dropped when a batch is built, so a batch computes only for callers still waiting.
+A batch's pixels are capped as well as its image count: on a CPU the network's working memory grows with the
+pixels it holds at once, and larger batches gain nothing there.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import torch.nn.functional as F
 
 from fastnst.model.transformer import MIN_INTERNAL_SIDE, SIZE_MULTIPLE
 
+_RELEASED = torch.empty(0)
+
 RunBatch = Callable[[Hashable, torch.Tensor], torch.Tensor]
 """(key, batch [N, 3, H, W]) -> stylized batch of the same shape; called on the inference thread."""
 
@@ -38,6 +45,10 @@ class QueueFull(Exception):
 
 class BatcherClosed(Exception):
     """The server is shutting down and accepts no new work."""
+
+
+class DeadlineExpired(Exception):
+    """The job's deadline passed before its batch started; it was dropped without computing."""
 
 
 def bucket_for(height: int, width: int) -> tuple[int, int, str]:
@@ -61,22 +72,36 @@ class _Job:
     key: Hashable
     image: torch.Tensor  # [3, H, W], already padded to the key's size
     future: asyncio.Future[torch.Tensor]
+    deadline: float | None = None  # time.monotonic() after which nobody waits for the result
     enqueued: float = field(default_factory=time.monotonic)
     taken: bool = False
+
+    @property
+    def pixels(self) -> int:
+        return int(self.image.shape[-2] * self.image.shape[-1])
 
 
 class DynamicBatcher:
     """Bounded queue + one worker task + one inference thread. Create and use it inside a running event loop."""
 
     def __init__(self, run_batch: RunBatch, *, max_batch: int, max_wait_s: float, queue_size: int,
-                 on_batch: Callable[[int, float], None] | None = None) -> None:
+                 max_batch_pixels: int | None = None, on_batch: Callable[[int, float], None] | None = None,
+                 on_run: Callable[[Hashable, int, float], None] | None = None,
+                 on_drop: Callable[[str], None] | None = None) -> None:
+        """``on_batch(images, seconds)`` and ``on_run(key, pixels, seconds)`` after each batch (inference time);
+        ``on_drop(reason)`` for each job dropped unrun ("cancelled" or "expired")."""
         if max_batch < 1 or queue_size < 1 or max_wait_s < 0:
             raise ValueError("max_batch and queue_size must be at least 1 and max_wait_s not negative")
+        if max_batch_pixels is not None and max_batch_pixels < 1:
+            raise ValueError("max_batch_pixels must be at least 1")
         self.max_batch = max_batch
+        self.max_batch_pixels = max_batch_pixels
         self.max_wait_s = max_wait_s
         self.queue_size = queue_size
         self._run_batch = run_batch
         self._on_batch = on_batch
+        self._on_run = on_run
+        self._on_drop = on_drop
         self._queues: dict[Hashable, collections.deque[_Job]] = {}
         self._depth = 0
         self._running = 0  # images in the batch now computing
@@ -113,17 +138,18 @@ class DynamicBatcher:
             self._idle.set()
             self._worker = asyncio.get_running_loop().create_task(self._work(), name="fastnst-batcher")
 
-    async def submit(self, key: Hashable, image: torch.Tensor) -> torch.Tensor:
+    async def submit(self, key: Hashable, image: torch.Tensor, *, deadline: float | None = None) -> torch.Tensor:
         """Queue one padded image [3, H, W] under ``key``; returns its stylized [3, H, W].
 
         Raises QueueFull at once when the queue is full and BatcherClosed after :meth:`close`. Cancelling the
-        awaiting task (a timeout) removes the request from the queue if its batch has not started.
+        awaiting task (a timeout, a client gone) removes the request from the queue if its batch has not started;
+        past ``deadline`` (``time.monotonic()``) it is dropped unrun and DeadlineExpired is raised.
         """
         if self._closing or self._worker is None:
             raise BatcherClosed("the server is shutting down")
         if self._depth >= self.queue_size:
             raise QueueFull(f"{self._depth} requests are already waiting")
-        job = _Job(key, image, asyncio.get_running_loop().create_future())
+        job = _Job(key, image, asyncio.get_running_loop().create_future(), deadline)
         self._queues.setdefault(key, collections.deque()).append(job)
         self._depth += 1
         assert self._wakeup is not None and self._idle is not None
@@ -136,6 +162,7 @@ class DynamicBatcher:
                 self._queues[key].remove(job)
                 self._depth -= 1
                 self._update_idle()
+            job.image = _RELEASED  # the caller holds its own reference while it needs one
 
     async def close(self, timeout_s: float) -> None:
         """Stop accepting work, let queued and running batches finish (up to ``timeout_s``), stop the worker."""
@@ -176,18 +203,20 @@ class DynamicBatcher:
                 await self._wakeup.wait()
                 continue
             queue = self._queues[key]
+            self._drop_departed(queue)
+            if not queue:
+                continue
             deadline = queue[0].enqueued + self.max_wait_s
-            while len(queue) < self.max_batch and (remaining := deadline - time.monotonic()) > 0:
+            while not self._full(queue) and (remaining := deadline - time.monotonic()) > 0:
                 self._wakeup.clear()
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
                 except asyncio.TimeoutError:
                     break
+            self._drop_departed(queue)
             if not queue:  # every waiting request for this key was cancelled meanwhile
                 continue
-            jobs = [queue.popleft() for _ in range(min(self.max_batch, len(queue)))]
-            for job in jobs:
-                job.taken = True
+            jobs = self._take(queue)
             self._depth -= len(jobs)
             self._running = len(jobs)
             try:
@@ -196,8 +225,45 @@ class DynamicBatcher:
                 self._running = 0
                 self._update_idle()
 
+    def _drop_departed(self, queue: collections.deque[_Job]) -> None:
+        """Remove jobs nobody waits for any more: the caller was cancelled, or the deadline has passed."""
+        now = time.monotonic()
+        for job in list(queue):
+            if job.future.done():
+                reason = "cancelled"
+            elif job.deadline is not None and now >= job.deadline:
+                reason = "expired"
+                job.future.set_exception(DeadlineExpired("the request's deadline passed before it could run"))
+            else:
+                continue
+            queue.remove(job)
+            job.taken = True  # its submit() must not remove it a second time
+            self._depth -= 1
+            if self._on_drop is not None:
+                self._on_drop(reason)
+        self._update_idle()
+
+    def _full(self, queue: collections.deque[_Job]) -> bool:
+        if len(queue) >= self.max_batch:
+            return True
+        return self.max_batch_pixels is not None and sum(job.pixels for job in queue) >= self.max_batch_pixels
+
+    def _take(self, queue: collections.deque[_Job]) -> list[_Job]:
+        """The oldest jobs that fit one batch: up to ``max_batch`` images and ``max_batch_pixels`` (at least one)."""
+        jobs: list[_Job] = []
+        pixels = 0
+        while queue and len(jobs) < self.max_batch:
+            if jobs and self.max_batch_pixels is not None and pixels + queue[0].pixels > self.max_batch_pixels:
+                break
+            job = queue.popleft()
+            job.taken = True
+            pixels += job.pixels
+            jobs.append(job)
+        return jobs
+
     async def _run(self, loop: asyncio.AbstractEventLoop, key: Hashable, jobs: list[_Job]) -> None:
         batch = torch.stack([job.image for job in jobs])  # [N, 3, H, W]
+        pixels = sum(job.pixels for job in jobs)
         started = time.perf_counter()
         try:
             result = await loop.run_in_executor(self._executor, self._run_batch, key, batch)
@@ -214,6 +280,10 @@ class DynamicBatcher:
             0.8 * self._seconds_per_image + 0.2 * per_image)
         if self._on_batch is not None:
             self._on_batch(len(jobs), seconds)
+        if self._on_run is not None:
+            self._on_run(key, pixels, seconds)
+        del batch
         for job, output in zip(jobs, result, strict=False):
             if not job.future.done():  # the request may have timed out meanwhile
-                job.future.set_result(output)
+                job.future.set_result(output.clone())  # its own storage: the batch's is freed with the last
+

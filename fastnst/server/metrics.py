@@ -46,8 +46,12 @@ class ServerMetrics:
         self.queue_depth = Gauge("fastnst_queue_depth", "Requests waiting for an inference batch", registry=r)
         self.in_flight = Gauge("fastnst_stylize_in_flight", "Stylize requests admitted and not yet answered",
                                registry=r)
-        self.rejected = Counter("fastnst_rejected_requests", "Stylize requests refused before inference",
-                                ["reason"], registry=r)
+        self.rejected = Counter("fastnst_rejected_requests", "Stylize requests refused or abandoned before their "
+                                "answer", ["reason"], registry=r)
+        self.dropped = Counter("fastnst_dropped_jobs", "Queued inference jobs dropped unrun (client gone, deadline "
+                               "passed)", ["reason"], registry=r)
+        self.backlog = Gauge("fastnst_admitted_work_seconds", "Estimated inference seconds of the stylize requests "
+                             "admitted and not yet answered", registry=r)
         self.model_load = Gauge("fastnst_model_load_seconds", "Seconds to load and warm up each model",
                                 ["model"], registry=r)
         self.models_ready = Gauge("fastnst_models_ready", "Models loaded and warm", registry=r)
@@ -59,6 +63,9 @@ class ServerMetrics:
     def track_queue(self, depth: Callable[[], float]) -> None:
         """Read the queue depth at scrape time instead of updating a gauge on every change."""
         self.queue_depth.set_function(depth)
+
+    def track_backlog(self, seconds: Callable[[], float]) -> None:
+        self.backlog.set_function(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -27,6 +27,8 @@ class Health(BaseModel):
 class Ready(BaseModel):
     status: Literal["ready"] = "ready"
     models: list[str] = Field(description="names of the models that are loaded and warm")
+    failed: dict[str, str] = Field(default_factory=dict, description="models that could not be loaded (damaged, "
+                                   "unreadable), and why")
 
 
 class StyleInfo(BaseModel):

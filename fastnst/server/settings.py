@@ -37,11 +37,21 @@ class ServerSettings:
     max_wait_ms: float = option(5.0, "how long the first request of a batch waits for companions, in ms")
     # --- backpressure and limits
     queue_size: int = option(32, "stylize requests admitted at once (decoding, queued or running); more get 503")
-    request_timeout_s: float = option(60.0, "a stylize request not answered within this many seconds gets 504")
+    request_timeout_s: float = option(60.0, "an admitted stylize request not answered within this many seconds "
+                                      "gets 504; requests the server cannot finish in time get 503 at once")
+    max_pending_pixels: int = option(24_000_000, "pixels (after max_side, with margin) of all stylize requests "
+                                     "admitted at once; more get 503")
+    max_batch_pixels: int = option(2_000_000, "pixels one inference call may hold: bounds the network's working "
+                                   "memory (see docs/reliability.md); batches are cut to fit, larger images get 413")
     max_body_bytes: int = option(20 * 1024 * 1024, "largest request body in bytes (413 above)")
+    body_idle_timeout_s: float = option(10.0, "a request body that sends no byte for this many seconds gets 408")
+    body_timeout_s: float = option(60.0, "a request body not complete within this many seconds gets 408")
+    header_timeout_s: float = option(10.0, "a connection whose request head is not complete within this many "
+                                     "seconds gets 408 and is closed")
     max_pixels: int = option(40_000_000, "largest decoded image, width × height (413 above)")
     max_side: int = option(1024, "images are downscaled so their longer side is at most this (per-request default)")
-    max_side_limit: int = option(2048, "largest max_side a request may ask for")
+    max_side_limit: int = option(1344, "largest max_side a request may ask for (the default fits max_batch_pixels "
+                                 "as a square with the margin; larger images get 413)")
     margin: int = option(DEFAULT_MARGIN, "pixels mirrored onto each side before the network and cropped after "
                          "(keeps the networks' darkened edge out of results; 0 = off)")
     # --- access
@@ -54,18 +64,23 @@ class ServerSettings:
     shutdown_timeout_s: float = option(30.0, "on SIGTERM, how long to wait for requests in flight to finish")
 
     def __post_init__(self) -> None:
-        positive = ("port", "max_batch", "queue_size", "max_body_bytes", "max_pixels", "max_side", "max_side_limit")
+        positive = ("port", "max_batch", "queue_size", "max_body_bytes", "max_pixels", "max_side", "max_side_limit",
+                    "max_pending_pixels", "max_batch_pixels")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"server setting '{name}' must be at least 1, got {getattr(self, name)}")
         for name in ("max_wait_ms", "threads", "margin"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"server setting '{name}' must not be negative, got {getattr(self, name)}")
-        for name in ("request_timeout_s", "shutdown_timeout_s"):
+        for name in ("request_timeout_s", "shutdown_timeout_s", "body_idle_timeout_s", "body_timeout_s",
+                     "header_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"server setting '{name}' must be positive, got {getattr(self, name)}")
         if self.port > 65535:
             raise ConfigError(f"server setting 'port' must be at most 65535, got {self.port}")
+        if self.max_batch_pixels > self.max_pending_pixels:
+            raise ConfigError(f"server setting 'max_batch_pixels' ({self.max_batch_pixels}) exceeds "
+                              f"'max_pending_pixels' ({self.max_pending_pixels})")
         if self.max_side > self.max_side_limit:
             raise ConfigError(f"server setting 'max_side' ({self.max_side}) exceeds 'max_side_limit' "
                               f"({self.max_side_limit})")

@@ -14,13 +14,16 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from fastnst.server.protocol import DEFAULT_HEADER_TIMEOUT_S, h11_protocol
+
 
 class BackgroundServer:
     """``with BackgroundServer(app) as server: httpx.get(server.url + "/healthz")`` — port chosen by the OS."""
 
     def __init__(self, app: FastAPI, *, host: str = "127.0.0.1", port: int = 0, startup_timeout_s: float = 60.0,
-                 **uvicorn_options: Any) -> None:
-        options = {"log_level": "warning", "timeout_graceful_shutdown": 10, **uvicorn_options}
+                 header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S, **uvicorn_options: Any) -> None:
+        options = {"log_level": "warning", "timeout_graceful_shutdown": 10, "http": h11_protocol(header_timeout_s),
+                   **uvicorn_options}  # the protocol ``fastnst serve`` uses, so tests see the same server
         self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="on", **options))
         self.startup_timeout_s = startup_timeout_s
         self.thread = threading.Thread(target=self.server.run, name="fastnst-test-server", daemon=True)

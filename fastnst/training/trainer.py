@@ -36,6 +36,7 @@ from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side
 logger = logging.getLogger("fastnst.training.trainer")
 
 CHECKPOINT_NAME = "last.pt"
+PREVIOUS_CHECKPOINT_NAME = "previous.pt"  # the checkpoint before last.pt: what --resume falls back to
 PREVIEW_MAX_SIDE = 256
 # Config keys that change what is being learned: resuming with other values would silently mix two runs.
 RESUME_MUST_MATCH = ("style_image", "style_size", "data_dir", "holdout_every", "width", "residual_blocks", "vgg",
@@ -143,6 +144,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels once
         self.output_dir = config.resolved_output_dir
         self.checkpoint_path = self.output_dir / "checkpoints" / CHECKPOINT_NAME
+        self.previous_path = self.checkpoint_path.with_name(PREVIOUS_CHECKPOINT_NAME)
 
         torch.manual_seed(config.seed)
         self.spec = TransformerSpec(width=config.width, residual_blocks=config.residual_blocks)
@@ -172,9 +174,10 @@ class Trainer:
         self.skipped: set[str] = set()
         self.elapsed = 0.0
         self.recent: dict[str, float] = {}
-        if resume and self.checkpoint_path.is_file():
-            self._restore(load_checkpoint(self.checkpoint_path))
-        elif self.checkpoint_path.is_file() and not resume:
+        existing = self.checkpoint_path.is_file() or self.previous_path.is_file()
+        if resume and existing:
+            self._restore(*self._load_for_resume())
+        elif existing and not resume:
             raise CheckpointError(
                 f"{self.output_dir} already holds a run (checkpoint {self.checkpoint_path}); pass --resume to "
                 "continue it or choose another --output-dir"
@@ -198,8 +201,32 @@ class Trainer:
         self._stop_requested = True
 
     # --- state
-    def _restore(self, payload: dict[str, Any]) -> None:
-        saved = config_from_dict(payload["config"], str(self.checkpoint_path))
+    def _load_for_resume(self) -> tuple[dict[str, Any], Path]:
+        """last.pt, verified; when it is damaged or missing, previous.pt, saying so. A damaged last.pt is moved
+        aside so the next checkpoint does not rotate it into previous.pt."""
+        last, previous = self.checkpoint_path, self.previous_path
+        problem = f"no {last.name} in {last.parent}"
+        if last.is_file():
+            try:
+                return load_checkpoint(last), last
+            except CheckpointError as exc:
+                if not previous.is_file():
+                    raise
+                problem = str(exc)
+        try:
+            payload = load_checkpoint(previous)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{problem}, and the previous checkpoint cannot be used either: {exc}") from None
+        if last.is_file() and self.dist.is_main:  # one process renames it; the others read previous.pt too
+            damaged = last.with_name(last.name + ".damaged")
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(last, damaged)
+            problem += f" (kept as {damaged.name})"
+        self.log(f"{problem}; falling back to the previous checkpoint {previous}")
+        return payload, previous
+
+    def _restore(self, payload: dict[str, Any], source: Path) -> None:
+        saved = config_from_dict(payload["config"], str(source))
         changed = [key for key in RESUME_MUST_MATCH if getattr(saved, key) != getattr(self.config, key)]
         if changed:
             key = changed[0]
@@ -208,7 +235,7 @@ class Trainer:
                 f"{getattr(self.config, key)!r} now (start a new run in another --output-dir)"
             )
         if payload["spec"] != self.spec.to_dict():
-            raise CheckpointError(f"{self.checkpoint_path} holds another architecture: {payload['spec']}")
+            raise CheckpointError(f"{source} holds another architecture: {payload['spec']}")
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scaler.load_state_dict(payload["scaler"])
@@ -217,7 +244,7 @@ class Trainer:
         self.elapsed = float(payload.get("elapsed_seconds", 0.0))
         self.skipped = set(payload.get("skipped_files", []))
         self.recent = dict(payload.get("recent_losses", {}))
-        self.log(f"resumed from {self.checkpoint_path} at step {self.step}")
+        self.log(f"resumed from {source} at step {self.step}")
 
     def _save_checkpoint(self) -> None:
         if not self.dist.is_main:
@@ -234,7 +261,7 @@ class Trainer:
             "skipped_files": sorted(self.skipped),
             "recent_losses": self.recent,
             "run_info": self._run_info(),
-        })
+        }, previous=self.previous_path)
 
     # --- loop
     def _train_step(self, batch: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:

@@ -61,13 +61,44 @@ class ExportError(FastNSTError):
     """An ONNX export, its verification against PyTorch, or a reduced-precision model's quality check failed."""
 
 
+class OutputError(FastNSTError):
+    """An output file cannot be written because its file system is full (or the user's quota is used up)."""
+
+
 class BackendError(FastNSTError):
     """An inference backend cannot run: unknown or unavailable backend/precision, a file that is no fastnst ONNX
     model, or an input batch of the wrong rank or channels."""
 
 
+def shorten(text: str, limit: int = 200) -> str:
+    """``text`` cut to at most ``limit`` characters at a word boundary, with an ellipsis; a text with no space to
+    cut at is kept whole rather than cut inside a word."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]  # the ellipsis replaces the character after the last kept word, or a space
+    space = head.rfind(" ")
+    if space <= 0:
+        return text
+    return head[:space].rstrip(" ,;:(") + "…"
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
-    """The first line of an exception's message (its type name when empty), cut to ``limit`` characters: how a
-    third-party failure is quoted inside a fastnst error."""
+    """The first line of an exception's message (its type name when empty), cut at a word boundary to ``limit``
+    characters: how a third-party failure is quoted inside a fastnst error."""
     text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+    return shorten(text.splitlines()[0] if text else type(exc).__name__, limit)
+
+
+_WEIGHTS_ONLY_FAILURE = "Weights only load failed"
+
+
+def load_failure(exc: BaseException, limit: int = 200) -> str:
+    """How a failed ``torch.load(weights_only=True)`` is quoted: for a file that names Python objects, the object
+    torch refused, never torch's advice to load it with ``weights_only=False`` (which would run the file's code)."""
+    text = str(exc).strip()
+    if not text.startswith(_WEIGHTS_ONLY_FAILURE):
+        return first_line(exc, limit)
+    details = [line.strip() for line in text.splitlines()[1:] if line.strip()]
+    reason = next((line for line in details if "weights_only" not in line and "documentation" not in line),
+                  "it names Python objects other than tensors")
+    return shorten(f"refused: the file names Python objects, not only tensors ({reason.rstrip('.')})", limit)

@@ -28,6 +28,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "SAVE_FORMATS",
     "LoadedImage",
+    "can_write_extension",
     "check_output_path",
     "image_to_tensor",
     "list_images",
@@ -380,6 +381,15 @@ def save_image(
             raise ImageError(f"cannot save {label}: it is a directory") from None
         raise ImageError(f"cannot save {label}: {_reason(exc)}") from None
     return target
+
+
+def can_write_extension(suffix: str) -> bool:
+    """Whether :func:`save_image` can write a file with this extension (``".gif"`` and ``".ppm"`` are read only)."""
+    fmt = SAVE_FORMATS.get(suffix.lower())
+    if fmt is None:
+        return False
+    Image.init()
+    return fmt in Image.SAVE
 
 
 def _save_format(target: Path) -> str:

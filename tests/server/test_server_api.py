@@ -68,7 +68,7 @@ def assert_error(response, status: int, code: str) -> dict:
 
 def test_health_ready_and_model_list(client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready", "models": ["alpha", "beta"]}
+    assert client.get("/readyz").json() == {"status": "ready", "models": ["alpha", "beta"], "failed": {}}
     models = client.get("/v1/models").json()["models"]
     assert [m["name"] for m in models] == ["alpha", "beta"]
     alpha = models[0]

@@ -31,7 +31,7 @@ from fastnst.perceptual.weights.catalogue import (
 )
 from fastnst.perceptual.weights.validate import validate_state
 from fastnst.utils.cache import default_cache_dir
-from fastnst.utils.errors import WeightsError, first_line
+from fastnst.utils.errors import WeightsError, first_line, load_failure
 
 _logger = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def _reading(path: Path, hint: str) -> Iterator[None]:
         raise
     except Exception as exc:  # torch.load raises many types for damaged/foreign files; all mean "unusable"
         raise WeightsError(
-            f"cannot load VGG weights {path}: not a PyTorch weights file or damaged ({first_line(exc)}); {hint}"
+            f"cannot load VGG weights {path}: not a PyTorch weights file or damaged ({load_failure(exc)}); {hint}"
         ) from None
 
 
