@@ -62,3 +62,15 @@ def make_image(path: Path, size: tuple[int, int] = (48, 40), color: tuple[int, i
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, color).save(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder holding one tiny seeded network, ``tiny`` (the server tests serve it)."""
+    from fastnst.model.files import save_model
+    from fastnst.model.transformer import TransformerNet, TransformerSpec
+
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    save_model(TransformerNet(TransformerSpec(width=8, residual_blocks=1)), root / "tiny", {"style_name": "tiny"})
+    return root
