@@ -74,3 +74,25 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     save_model(TransformerNet(TransformerSpec(width=8, residual_blocks=1)), root / "tiny", {"style_name": "tiny"})
     return root
+
+
+@pytest.fixture
+def tiny_model(tmp_path: Path) -> Path:
+    """A model folder with a tiny seeded network (8 channels, one residual block): fast, and deterministic."""
+    from fastnst.model.files import save_model
+    from fastnst.model.transformer import TransformerNet, TransformerSpec
+
+    torch.manual_seed(0)
+    folder = tmp_path / "tiny_model"
+    save_model(TransformerNet(TransformerSpec(width=8, residual_blocks=1)), folder,
+               {"style_name": "tiny", "style_image": "tiny.jpg"})
+    return folder
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    """A 40×30 noise photo as JPEG, in its own input folder."""
+    path = tmp_path / "in" / "photo.jpg"
+    path.parent.mkdir()
+    Image.effect_noise((40, 30), 50).convert("RGB").save(path, quality=90)
+    return path

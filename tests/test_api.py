@@ -8,28 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import fastnst
 from fastnst.cli import main
-from fastnst.model.files import save_model
-from fastnst.model.transformer import TransformerNet, TransformerSpec
 from fastnst.runtime.pipeline import Job, Reporter
 from fastnst.runtime.select import have_onnxruntime
 from fastnst.utils.errors import ConfigError, FastNSTError, ImageError
 
 REPO = Path(__file__).resolve().parents[1]
 STARRY = REPO / "models" / "starry_night"
-
-
-@pytest.fixture
-def tiny_model(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    folder = tmp_path / "tiny_model"
-    save_model(TransformerNet(TransformerSpec(width=8, residual_blocks=1)), folder, {"style_name": "tiny",
-                                                                                    "style_image": "tiny.jpg"})
-    return folder
 
 
 @pytest.fixture

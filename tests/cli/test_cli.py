@@ -8,30 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from fastnst.cli import main
-from fastnst.model.files import save_model
-from fastnst.model.transformer import TransformerNet, TransformerSpec
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def tiny_model(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    folder = tmp_path / "tiny_model"
-    save_model(TransformerNet(TransformerSpec(width=8, residual_blocks=1)), folder, {"style_name": "tiny"})
-    return folder
-
-
-@pytest.fixture
-def photo(tmp_path: Path) -> Path:
-    path = tmp_path / "in" / "photo.jpg"
-    path.parent.mkdir()
-    Image.effect_noise((40, 30), 50).convert("RGB").save(path, quality=90)
-    return path
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:

@@ -10,31 +10,12 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 import fastnst
 from fastnst.cli import main
-from fastnst.model.files import save_model
-from fastnst.model.transformer import TransformerNet, TransformerSpec
 from fastnst.runtime.pipeline import Job, Reporter
 from fastnst.utils.errors import FastNSTError
-
-
-@pytest.fixture
-def tiny_model(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    folder = tmp_path / "tiny_model"
-    save_model(TransformerNet(TransformerSpec(width=8, residual_blocks=1)), folder, {"style_name": "tiny"})
-    return folder
-
-
-@pytest.fixture
-def photo(tmp_path: Path) -> Path:
-    path = tmp_path / "in" / "photo.jpg"
-    path.parent.mkdir()
-    Image.effect_noise((40, 30), 50).convert("RGB").save(path, quality=90)
-    return path
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

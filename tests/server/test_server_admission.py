@@ -8,7 +8,6 @@ cannot finish this in time" is a controlled, fast state. Every flood is bounded 
 from __future__ import annotations
 
 import asyncio
-import io
 import math
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from server_photos import photo
 
 from fastnst.model.files import save_model
 from fastnst.model.transformer import TransformerNet, TransformerSpec
@@ -228,12 +228,6 @@ def timed_factory(per_pixel: float, calls: list[tuple[int, ...]], first_call_del
         backend, info = load_backend(weights, device)
         return PixelTimedBackend(backend, per_pixel, calls, first_call_delay), info
     return factory
-
-
-def photo(size: tuple[int, int] = (32, 32)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (120, 40, 200)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def metric(url: str, name: str) -> float:

@@ -7,16 +7,16 @@ than a CPU-bound one. Every flood is bounded in count and every client call has 
 from __future__ import annotations
 
 import asyncio
-import io
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
 httpx = pytest.importorskip("httpx")
+from server_photos import photo
+
 from fastnst.server import ServerSettings, create_app
 from fastnst.server.backends import load_backend
 from fastnst.server.testing import BackgroundServer
@@ -55,12 +55,6 @@ def in_flight(url: str) -> float:
         if line.startswith("fastnst_stylize_in_flight "):
             return float(line.split()[1])
     raise AssertionError("fastnst_stylize_in_flight missing from /metrics")
-
-
-def photo(size: tuple[int, int] = (32, 32)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (120, 40, 200)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 async def post_all(url: str, count: int, body: bytes, **params: str) -> list[tuple[int, float, httpx.Response]]:

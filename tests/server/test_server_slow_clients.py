@@ -8,7 +8,6 @@ shortened through the settings so the file stays fast; every socket read has a d
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import socket
 import threading
@@ -18,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
 httpx = pytest.importorskip("httpx")
 from fastapi import FastAPI, Request
+from server_photos import photo
 
 from fastnst.server import ServerSettings, create_app
 from fastnst.server.body import read_body
@@ -146,12 +145,6 @@ def parse(response: bytes) -> tuple[int, dict[str, str], bytes]:
     lines = head.decode("latin-1").split("\r\n")
     headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
     return int(lines[0].split()[1]), headers, body
-
-
-def photo(size: tuple[int, int] = (32, 32)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (120, 40, 200)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def stylize_app(models_dir: Path, **settings: Any) -> FastAPI:
