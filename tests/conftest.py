@@ -96,3 +96,25 @@ def photo(tmp_path: Path) -> Path:
     path.parent.mkdir()
     Image.effect_noise((40, 30), 50).convert("RGB").save(path, quality=90)
     return path
+
+
+def tiny_train_overrides(shared: Path, out: Path, **extra: object) -> dict[str, object]:
+    """Config values for a small seeded network on small crops of the real photos: seconds per run on two cores."""
+    values: dict[str, object] = {
+        "style_image": str(shared / "styles/van_gogh_starry_night.jpg"), "data_dir": str(shared / "photos"),
+        "style_size": 128, "width": 8, "residual_blocks": 1, "image_size": 64, "batch_size": 2, "steps": 24,
+        "checkpoint_every": 4, "log_every": 4, "preview_every": 0, "num_workers": 0, "tensorboard": False,
+        "output_dir": str(out), "seed": 1,
+    }
+    values.update(extra)
+    return values
+
+
+def assert_one_clear_line(code: int, err: str, *words: str) -> None:
+    """Exit status 1 and exactly one ``fastnst: error:`` line holding every word, no traceback."""
+    assert code == 1, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("fastnst: error: "), err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in lines[0], (word, lines[0])

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import assert_one_clear_line
 from PIL import Image
 
 from fastnst.cli import main
@@ -19,15 +20,6 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     code = main(list(args))
     err = capsys.readouterr().err
     return code, err
-
-
-def assert_one_clear_line(code: int, err: str, *words: str) -> None:
-    assert code == 1, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("fastnst: error: "), err
-    assert "Traceback" not in err
-    for word in words:
-        assert word in lines[0], (word, lines[0])
 
 
 def test_stylize_one_file_and_folder(tmp_path: Path, tiny_model: Path, photo: Path,

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import assert_one_clear_line
 from PIL import Image
 
 import fastnst
@@ -22,15 +23,6 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-def assert_one_clear_line(code: int, err: str, *words: str) -> None:
-    assert code == 1, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("fastnst: error: "), err
-    assert "Traceback" not in err
-    for word in words:
-        assert word in lines[0], (word, lines[0])
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import tiny_train_overrides
 
 from fastnst.cli import main
 from fastnst.training.checkpoint import load_checkpoint, save_checkpoint
@@ -24,19 +25,11 @@ from fastnst.utils import atomic
 from fastnst.utils.errors import CheckpointError
 
 REPO = Path(__file__).resolve().parents[2]
-STYLE = "styles/van_gogh_starry_night.jpg"
 
 
 def tiny_run(shared: Path, out: Path, **extra: object) -> dict[str, object]:
-    """A small seeded network on small crops (as in test_train.py): seconds per run on two CPU cores."""
-    values: dict[str, object] = {
-        "style_image": str(shared / STYLE), "data_dir": str(shared / "photos"), "style_size": 128,
-        "width": 8, "residual_blocks": 1, "image_size": 64, "batch_size": 2, "steps": 12,
-        "checkpoint_every": 4, "log_every": 4, "preview_every": 0, "num_workers": 0, "tensorboard": False,
-        "output_dir": str(out), "seed": 1,
-    }
-    values.update(extra)
-    return values
+    """The training tests' tiny run, 12 steps by default."""
+    return tiny_train_overrides(shared, out, **{"steps": 12, **extra})
 
 
 def flip_inside_record(path: Path, record_suffix: str = "data/0", count: int = 64) -> None:

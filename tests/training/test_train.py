@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_train_overrides
 from safetensors.torch import load_file
 
 from fastnst.training.config import load_config
@@ -18,19 +19,6 @@ from fastnst.training.trainer import StepReport, Trainer, export_checkpoint, get
 from fastnst.utils.errors import CheckpointError
 
 REPO = Path(__file__).resolve().parents[2]
-STYLE = "styles/van_gogh_starry_night.jpg"
-
-
-def tiny_overrides(shared: Path, out: Path, **extra: object) -> dict[str, object]:
-    """A small seeded network on small crops: seconds per run on two CPU cores."""
-    values: dict[str, object] = {
-        "style_image": str(shared / STYLE), "data_dir": str(shared / "photos"), "style_size": 128,
-        "width": 8, "residual_blocks": 1, "image_size": 64, "batch_size": 2, "steps": 24,
-        "checkpoint_every": 4, "log_every": 4, "preview_every": 0, "num_workers": 0, "tensorboard": False,
-        "output_dir": str(out), "seed": 1,
-    }
-    values.update(extra)
-    return values
 
 
 def cli_args(values: dict[str, object]) -> list[str]:
@@ -64,7 +52,7 @@ def test_style_loss_falls_and_logs(shared_data: Path, tmp_path: Path) -> None:
 
     Measured on the 2-core CI machine: the last five steps average 0.44 of the first three.
     """
-    config = load_config(None, tiny_overrides(
+    config = load_config(None, tiny_train_overrides(
         shared_data, tmp_path / "run", width=16, residual_blocks=2, batch_size=4, steps=40, seed=0,
         learning_rate=5e-3, schedule="constant", checkpoint_every=20, log_every=5, preview_every=20,
         tensorboard=True, holdout_every=10))
@@ -87,10 +75,10 @@ def test_style_loss_falls_and_logs(shared_data: Path, tmp_path: Path) -> None:
 
 def test_sigkill_and_resume_gives_identical_weights(shared_data: Path, tmp_path: Path) -> None:
     """Killed mid-run and resumed with nothing but ``--output-dir RUN --resume``: the weights of a straight run."""
-    straight = tiny_overrides(shared_data, tmp_path / "straight", steps=30)
+    straight = tiny_train_overrides(shared_data, tmp_path / "straight", steps=30)
     assert run_cli("-q", "train", *cli_args(straight)).returncode == 0
 
-    killed = tiny_overrides(shared_data, tmp_path / "killed", steps=30)
+    killed = tiny_train_overrides(shared_data, tmp_path / "killed", steps=30)
     checkpoint = tmp_path / "killed" / "checkpoints" / "last.pt"
     proc = subprocess.Popen([sys.executable, "-m", "fastnst.cli", "-q", "train", *cli_args(killed)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -120,7 +108,7 @@ def test_sigkill_and_resume_gives_identical_weights(shared_data: Path, tmp_path:
 
 
 def test_sigterm_checkpoints_then_resume_finishes(shared_data: Path, tmp_path: Path) -> None:
-    values = tiny_overrides(shared_data, tmp_path / "run", steps=400, checkpoint_every=3)
+    values = tiny_train_overrides(shared_data, tmp_path / "run", steps=400, checkpoint_every=3)
     proc = subprocess.Popen([sys.executable, "-m", "fastnst.cli", "-q", "train", *cli_args(values)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 600
@@ -139,7 +127,7 @@ def test_sigterm_checkpoints_then_resume_finishes(shared_data: Path, tmp_path: P
 
 
 def test_refuses_to_overwrite_or_resume_another_config(shared_data: Path, tmp_path: Path) -> None:
-    values = tiny_overrides(shared_data, tmp_path / "run", steps=2)
+    values = tiny_train_overrides(shared_data, tmp_path / "run", steps=2)
     Trainer(load_config(None, values)).run()
     with pytest.raises(CheckpointError, match="already holds a run"):
         Trainer(load_config(None, values))
@@ -149,7 +137,7 @@ def test_refuses_to_overwrite_or_resume_another_config(shared_data: Path, tmp_pa
 
 @pytest.mark.ddp
 def test_torchrun_two_cpu_processes(shared_data: Path, tmp_path: Path) -> None:
-    values = tiny_overrides(shared_data, tmp_path / "ddp", steps=6, device="cpu")
+    values = tiny_train_overrides(shared_data, tmp_path / "ddp", steps=6, device="cpu")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
