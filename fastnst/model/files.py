@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as serialize_safetensors
 
 from fastnst._version import __version__
@@ -122,15 +121,19 @@ def note_unchecked(path: Path) -> None:
                     "fastnst recorded them): it is used without an integrity check", path)
 
 
-def verify_model_file(path: str | os.PathLike[str], *, note_missing: bool = True) -> bool:
+def verify_model_file(path: str | os.PathLike[str], *, note_missing: bool = True,
+                      metadata: dict[str, Any] | None = None) -> bool:
     """Check ``path`` against the SHA-256 that the ``model.json`` beside it records, before anything opens it.
 
     Returns whether a digest was checked; a file without one is noted once in the log (``note_missing``). Raises
-    CheckpointError naming the file when it does not match.
+    CheckpointError naming the file when it does not match. ``metadata``: that ``model.json`` when the caller has
+    read it already.
     """
     path = Path(path)
     meta_path = path.with_name(METADATA_FILE)
-    expected = recorded_sha256(path, read_metadata_file(meta_path)) if meta_path.is_file() else None
+    if metadata is None and meta_path.is_file():
+        metadata = read_metadata_file(meta_path)
+    expected = recorded_sha256(path, metadata) if metadata else None
     if expected is None:
         if note_missing:
             note_unchecked(path)
@@ -214,13 +217,11 @@ def load_model(name_or_path: str | os.PathLike[str],
     weights_path = find_model(name_or_path)
     meta_path = weights_path.with_name(METADATA_FILE)
     metadata = read_metadata_file(meta_path) if meta_path.is_file() else {}
-    file_checked = verify_model_file(weights_path, note_missing=False)
+    file_checked = verify_model_file(weights_path, note_missing=False, metadata=metadata)
     try:
-        state = load_file(str(weights_path))
-        from safetensors import safe_open
-
-        with safe_open(str(weights_path), framework="pt") as handle:
+        with safe_open(str(weights_path), framework="pt") as handle:  # tensors and header in one read
             header = handle.metadata() or {}
+            state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights_path} is not a readable safetensors file ({exc})") from None
     expected_tensors = header.get(TENSORS_DIGEST)

@@ -341,8 +341,7 @@ async def stylize(request: Request, state: Annotated[ServerState, Depends(get_st
             state.metrics.rejected.labels("disconnected").inc()
             raise ApiError(400, "the client disconnected before the result was ready")  # nobody reads this
         state.metrics.rejected.labels("timeout").inc()
-        raise ApiError(504, f"not finished within {settings.request_timeout_s:g} s; try a smaller image or retry "
-                            "later")
+        raise _timed_out(settings)
     finally:
         # Cancelling the work drops its job from the batcher's queue; waiting for it keeps the books exact.
         for task in (work, departed):
@@ -352,6 +351,11 @@ async def stylize(request: Request, state: Annotated[ServerState, Depends(get_st
         state.metrics.in_flight.dec()
         if not state.admitted:
             state.trim_task = asyncio.ensure_future(_trim_when_idle(state))  # referenced: not collected early
+
+
+def _timed_out(settings: ServerSettings) -> ApiError:
+    """The 504 of a request not answered within its deadline (waiting in the route, or dropped by the batcher)."""
+    return ApiError(504, f"not finished within {settings.request_timeout_s:g} s; try a smaller image or retry later")
 
 
 async def _client_gone(request: Request) -> None:
@@ -435,8 +439,7 @@ async def _stylize_decoded(state: ServerState, model: Any, data: bytes, filename
         raise ApiError(503, "server busy; retry later", error="overloaded",
                        headers={"Retry-After": str(state.batcher.retry_after_s())}) from None
     except DeadlineExpired:
-        raise ApiError(504, f"not finished within {settings.request_timeout_s:g} s; try a smaller image or retry "
-                            "later") from None
+        raise _timed_out(settings) from None
     except BatcherClosed:
         raise ApiError(503, "the server is shutting down", headers={"Retry-After": str(NOT_READY_RETRY_S)}) from None
     except torch.cuda.OutOfMemoryError:
