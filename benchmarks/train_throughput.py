@@ -117,8 +117,11 @@ def main() -> int:
     for name, reason in failed.items():
         print(f"{name:<18}failed: {reason}")
     if args.json:
+        settings = {"size": args.size, "batch_size": args.batch_size, "rounds": args.rounds, "steps": args.steps,
+                    "warmup": args.warmup, "data_dir": args.data_dir, "style": args.style}
         Path(args.json).write_text(json.dumps({"device": device.type, "hardware": hardware,
-                                               "torch": torch.__version__, "results": results}, indent=2))
+                                               "torch": torch.__version__, "settings": settings,
+                                               "results": results, "failed": failed}, indent=2))
     return 0
 
 
