@@ -16,6 +16,14 @@ benchmarks/results/server_burst.json and server_burst.png (RSS and outcomes over
 
     python benchmarks/server_load.py --burst [--bursts 100 40] [--output benchmarks/results/server_burst.json]
 
+``--ray`` compares, in one run, plain ``fastnst serve`` with ``fastnst serve --ray --replicas 1`` and
+``--replicas 2`` (a local Ray instance started by the command; same settings, batching on): closed-loop load as
+above, plus Ray's overhead per request (one client, sequential 64² requests, median latency against the plain
+server's) and the RSS of all processes of each server (Ray's own processes included). It writes
+benchmarks/results/server_ray.json:
+
+    python benchmarks/server_load.py --ray [--clients 8] [--seconds 40]
+
 Load goes to 127.0.0.1 only, is bounded in clients (≤ 64; ≤ 200 a burst) and time (≤ 600 s a mode), and the server
 processes are always stopped. Results are printed and written to benchmarks/results/server_load.json.
 """
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -35,6 +44,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import torch
@@ -65,13 +75,14 @@ def free_port() -> int:
 
 
 def start_server(zoo: Path, port: int, max_batch: int, max_wait_ms: float, queue_size: int,
-                 timeout_s: float, device: str) -> subprocess.Popen[bytes]:
+                 timeout_s: float, device: str, extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "fastnst.cli", "-q", "serve", "--models", str(zoo), "--host", HOST,
                "--port", str(port), "--device", device, "--max-batch", str(max_batch), "--max-wait-ms",
                str(max_wait_ms), "--queue-size", str(queue_size), "--request-timeout-s", str(timeout_s),
-               "--no-background-load", "--max-side", "1024"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_until_ready(process, port, 120)
+               "--no-background-load", "--max-side", "1024", *extra]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               start_new_session=True)  # Ray's processes are stopped with the server's group
+    wait_until_ready(process, port, 300)
     return process
 
 
@@ -99,6 +110,8 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+    with contextlib.suppress(ProcessLookupError):  # what the server started and left (Ray's GCS, raylet, workers)
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 async def closed_loop(url: str, body: bytes, clients: int, seconds: float, params: dict[str, str],
@@ -154,6 +167,8 @@ def batch_histogram(url: str) -> dict[str, float]:
 def main() -> int:
     if "--burst" in sys.argv[1:]:
         return burst_main([arg for arg in sys.argv[1:] if arg != "--burst"])
+    if "--ray" in sys.argv[1:]:
+        return ray_main([arg for arg in sys.argv[1:] if arg != "--ray"])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -217,6 +232,133 @@ def main() -> int:
         print(f"{name:<10} {mode['throughput_img_s']:>7.3f} {lat['p50'] or 0:>7.2f} {lat['p95'] or 0:>7.2f} "
               f"{lat['p99'] or 0:>7.2f} {mode['ok']:>5} {mode['errors'] or 'none'}")
     print(f"batched / unbatched throughput: {results.get('speedup')}×; wrote {args.output}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- Ray mode
+
+
+def group_rss_bytes(pid: int) -> int:
+    """Resident memory of every process in ``pid``'s session (the server and all it started, Ray's included)."""
+    total = 0
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == pid:  # the session id (field 6 of stat) is the server's pid
+                total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # rss in pages (field 24)
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+    return total
+
+
+def sequential_latency(url: str, body: bytes, params: dict[str, str], count: int) -> float:
+    """Median latency of ``count`` one-at-a-time requests."""
+    times = []
+    with httpx.Client(timeout=60) as client:
+        for _ in range(count):
+            sent = time.perf_counter()
+            client.post(f"{url}/v1/stylize", params=params, content=body,
+                        headers={"content-type": "image/jpeg"}).raise_for_status()
+            times.append(time.perf_counter() - sent)
+    return statistics.median(times)
+
+
+async def load_sampling_rss(url: str, pid: int, body: bytes, clients: int, seconds: float,
+                            params: dict[str, str]) -> tuple[dict[str, object], int]:
+    """:func:`closed_loop`, sampling the server's total RSS every 0.5 s; returns its result and the peak RSS."""
+    peak = 0
+
+    async def sample() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, group_rss_bytes(pid))
+            await asyncio.sleep(0.5)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        return await closed_loop(url, body, clients, seconds, params, 300.0), peak
+    finally:
+        sampler.cancel()
+
+
+def ray_mode(zoo: Path, extra: tuple[str, ...], args: argparse.Namespace, body: bytes, small: bytes,
+             params: dict[str, str], queue_size: int) -> dict[str, object]:
+    """Start one server (plain or on Ray), warm it, measure the small-request latency, then the closed loop."""
+    port = free_port()
+    url = f"http://{HOST}:{port}"
+    started = time.perf_counter()
+    process = start_server(zoo, port, 8, 10.0, queue_size, 300.0, "cpu", extra)
+    ready_s = time.perf_counter() - started
+    try:
+        for _ in range(2):
+            httpx.post(f"{url}/v1/stylize", params=params, content=body, timeout=300)
+        idle_rss = group_rss_bytes(process.pid)
+        overhead = sequential_latency(url, small, {**params, "max_side": "64"}, args.overhead_requests)
+        mode, peak_rss = asyncio.run(load_sampling_rss(url, process.pid, body, args.clients, args.seconds, params))
+    finally:
+        stop_server(process)
+    mode.update(ready_s=round(ready_s, 1), small_request_p50_ms=round(overhead * 1000, 1),
+                rss_idle_mib=round(idle_rss / 2**20), rss_peak_mib=round(max(idle_rss, peak_rss) / 2**20))
+    return mode
+
+
+def ray_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="plain fastnst serve vs Ray Serve replicas (see the module doc)")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=40.0)
+    parser.add_argument("--rounds", type=int, default=2, help="each round runs every mode once, in turn")
+    parser.add_argument("--side", type=int, default=512)
+    parser.add_argument("--model", default="starry_night")
+    parser.add_argument("--overhead-requests", type=int, default=40)
+    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "server_ray.json")
+    args = parser.parse_args(argv)
+    if not 1 <= args.clients <= 64 or not 1 <= args.seconds <= 600 or not 1 <= args.rounds <= 5:
+        parser.error("--clients must be 1..64, --seconds 1..600 and --rounds 1..5 (bounded load)")
+    body, small = photo_bytes(args.side), photo_bytes(64)
+    params = {"model": args.model, "max_side": str(args.side), "format": "jpeg"}
+    queue_size = max(args.clients * 2, 32)
+    modes = {"plain": (), "ray x1": ("--ray", "--replicas", "1"),
+             "ray x2": ("--ray", "--replicas", "2", "--replica-cpus", "1")}
+    results: dict[str, Any] = {
+        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch": torch.__version__, "clients": args.clients,
+        "seconds": args.seconds, "rounds": args.rounds, "image": f"{args.side}x{args.side} JPEG (castle.jpg crop)",
+        "model": args.model, "max_batch": 8, "queue_size": queue_size, "runs": {name: [] for name in modes},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        zoo = Path(tmp)
+        (zoo / args.model).symlink_to(REPO / "models" / args.model, target_is_directory=True)
+        for round_index in range(args.rounds):
+            for name, extra in modes.items():
+                print(f"[round {round_index + 1}, {name}] {args.clients} clients for {args.seconds:g} s ...",
+                      flush=True)
+                results["runs"][name].append(ray_mode(zoo, extra, args, body, small, params, queue_size))
+    summary = {}
+    for name, runs in results["runs"].items():
+        def median(key: str, runs: list[dict[str, Any]] = runs) -> float:
+            return statistics.median(run[key] for run in runs)
+
+        summary[name] = {"img_s": median("throughput_img_s"),
+                         "p50_s": statistics.median(run["latency_s"]["p50"] or 0 for run in runs),
+                         "p99_s": statistics.median(run["latency_s"]["p99"] or 0 for run in runs),
+                         "small_p50_ms": median("small_request_p50_ms"), "rss_idle_mib": median("rss_idle_mib"),
+                         "rss_peak_mib": median("rss_peak_mib"), "ready_s": median("ready_s"),
+                         "errors": sum(sum(run["errors"].values()) for run in runs)}
+    plain = summary["plain"]
+    for mode in summary.values():
+        mode["vs_plain"] = round(mode["img_s"] / plain["img_s"], 2)
+        mode["overhead_ms"] = round(mode["small_p50_ms"] - plain["small_p50_ms"], 1)
+    results["summary"] = summary
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\n{results['cpu']} ({results['cpu_count']} CPU cores), {args.clients} clients, {args.side}² images, "
+          f"medians of {args.rounds} interleaved rounds")
+    print(f"{'mode':<8} {'img/s':>6} {'×plain':>7} {'p50 s':>6} {'p99 s':>6} {'64² p50 ms':>10} {'+ms':>6} "
+          f"{'RSS idle/peak MiB':>18} {'ready s':>7} errors")
+    for name, mode in summary.items():
+        print(f"{name:<8} {mode['img_s']:>6.3f} {mode['vs_plain']:>7.2f} {mode['p50_s']:>6.2f} {mode['p99_s']:>6.2f} "
+              f"{mode['small_p50_ms']:>10.1f} {mode['overhead_ms']:>6.1f} "
+              f"{mode['rss_idle_mib']:>8}/{mode['rss_peak_mib']:<9} {mode['ready_s']:>7.1f} {mode['errors']}")
+    print(f"wrote {args.output}")
     return 0
 
 

@@ -7,8 +7,9 @@
     model = fastnst.load("starry_night")
     model.stylize("photo.jpg", strength=0.8, preserve_color="luminance").save("styled.png")
 
-``import fastnst`` is cheap: :func:`load`, :class:`Model`, :func:`train`, :func:`optimize` (see
-:mod:`fastnst.api`) and :class:`FastNSTError` are imported, with PyTorch, on first use.
+``import fastnst`` is cheap: :func:`load`, :class:`Model`, :func:`train`, :func:`optimize`, :func:`stylize_dataset`
+(see :mod:`fastnst.api`) and :class:`FastNSTError` are imported, with PyTorch, on first use (Ray only when a
+Ray job runs).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 from fastnst._version import __version__
 
 if TYPE_CHECKING:
-    from fastnst.api import Model, load, optimize, train
+    from fastnst.api import Model, load, optimize, stylize_dataset, train
     from fastnst.utils.errors import FastNSTError
 
-__all__ = ["FastNSTError", "Model", "__version__", "load", "optimize", "train"]
+__all__ = ["FastNSTError", "Model", "__version__", "load", "optimize", "stylize_dataset", "train"]
 
 _LAZY: dict[str, str] = {"load": "fastnst.api", "Model": "fastnst.api", "train": "fastnst.api",
-                         "optimize": "fastnst.api", "FastNSTError": "fastnst.utils.errors"}
+                         "optimize": "fastnst.api", "stylize_dataset": "fastnst.api",
+                         "FastNSTError": "fastnst.utils.errors"}
 
 
 def __getattr__(name: str) -> Any:

@@ -9,8 +9,11 @@
     out.save("styled.png")
     model.stylize_video("clip.mp4", "styled.mp4", flicker=0.8)
     model.stylize_paths(["photos/"], "out/", out_format="webp")  # files and folders, like the CLI
+    model.stylize_paths_on_ray(["photos/"], "out/", workers=4)  # the same, as a Ray Data job (fastnst[ray])
+    styled = fastnst.stylize_dataset(ray.data.read_images("photos/"), "starry_night", workers=4)  # a Ray Dataset
 
-Public names (also importable from ``fastnst``): :func:`load`, :class:`Model`, :func:`train`, :func:`optimize`.
+Public names (also importable from ``fastnst``): :func:`load`, :class:`Model`, :func:`train`, :func:`optimize`,
+:func:`stylize_dataset`.
 Every ``Model`` method runs :mod:`fastnst.runtime.pipeline`, the code ``fastnst stylize`` runs, so the same
 options give the same pixels. Problems raise :class:`fastnst.utils.errors.FastNSTError` with a one-line message.
 """
@@ -46,12 +49,14 @@ from fastnst.utils.device import resolve_device
 from fastnst.utils.errors import FastNSTError, ImageError, VideoError
 from fastnst.utils.images import DEFAULT_MAX_PIXELS, check_output_path, load_image, save_image
 
-if TYPE_CHECKING:  # training and the optimizer are imported when train() / optimize() run
+if TYPE_CHECKING:  # training, the optimizer and Ray are imported when the functions that use them run
+    import ray.data
+
     from fastnst.optimizer.loop import OptimizeResult, ProgressCallback
     from fastnst.training.config import TrainConfig
     from fastnst.training.trainer import StepReport, TrainResult
 
-__all__ = ["ImageInput", "Model", "load", "optimize", "train"]
+__all__ = ["ImageInput", "Model", "load", "optimize", "stylize_dataset", "train"]
 
 PathLike = str | os.PathLike[str]
 ImageInput = PathLike | Image.Image | np.ndarray
@@ -66,7 +71,7 @@ class Model:
     """
 
     def __init__(self, backend: Backend, info: ModelInfo, *, source: PathLike, requested_backend: str,
-                 precision: str, device: str, compile: bool) -> None:
+                 precision: str, device: str, compile: bool, requested_device: str = "auto") -> None:
         self._backend = backend
         self._info = info
         self._source = source
@@ -74,6 +79,7 @@ class Model:
         self._precision = precision
         self._device = device
         self._compile = compile
+        self._requested_device = requested_device
         self._torch: Backend | None = None
 
     @property
@@ -160,7 +166,8 @@ class Model:
                       margin: int = DEFAULT_MARGIN, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
                       max_pixels: int | None = DEFAULT_MAX_PIXELS, flicker: float = 0.0,
                       batch_size: int = DEFAULT_BATCH, progress: Reporter | None = None,
-                      keep_going: bool | None = None, overwrite: bool = False) -> Summary:
+                      keep_going: bool | None = None, overwrite: bool = False,
+                      skip_existing: bool = False) -> Summary:
         """Stylize image and video files and folders as ``fastnst stylize`` does.
 
         One input file and an ``output`` with an extension → that file (``out_format`` must then agree with it);
@@ -171,13 +178,14 @@ class Model:
         result; a folder's images are never overwritten. ``progress`` (a
         :class:`~fastnst.runtime.pipeline.Reporter`) hears each job start, video frames and failures. With several
         inputs (or ``keep_going=True``) a failed file is collected in the returned
-        :class:`~fastnst.runtime.pipeline.Summary` and the rest go on; a single one raises.
+        :class:`~fastnst.runtime.pipeline.Summary` and the rest go on; a single one raises. ``skip_existing``
+        leaves alone the inputs whose output exists (listed in ``Summary.skipped``): a stopped run resumes.
         """
         options = StylizeOptions(strength=strength, preserve_color=preserve_color, margin=margin, tile=tile or 0,
                                  overlap=overlap, max_pixels=max_pixels, flicker=flicker, batch_size=batch_size)
         paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
         return run_pipeline(self._runner, paths, output, out_format=out_format, options=options, reporter=progress,
-                            keep_going=keep_going, overwrite=overwrite)
+                            keep_going=keep_going, overwrite=overwrite, skip_existing=skip_existing)
 
     def stylize_video(self, source: PathLike, target: PathLike, *, flicker: float = 0.0,
                       batch_size: int = DEFAULT_BATCH, strength: float = 1.0, preserve_color: PreserveColor = "none",
@@ -196,6 +204,39 @@ class Model:
                                      progress=_FrameCounter(progress) if progress is not None else None,
                                      keep_going=False, overwrite=overwrite)
         return summary.written[0]
+
+
+    def stylize_paths_on_ray(self, inputs: PathLike | Sequence[PathLike], output: PathLike, *,
+                             out_format: str | None = None, strength: float = 1.0,
+                             preserve_color: PreserveColor = "none", margin: int = DEFAULT_MARGIN,
+                             tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+                             max_pixels: int | None = DEFAULT_MAX_PIXELS, workers: int = 1, worker_cpus: float = 1.0,
+                             worker_gpus: float | None = None, address: str | None = None,
+                             skip_existing: bool = False, progress: Reporter | None = None,
+                             overwrite: bool = False) -> Summary:
+        """:meth:`stylize_paths` as a Ray Data job (``pip install "fastnst[ray]"``), like ``fastnst stylize --ray``:
+        the same files, byte for byte, written by ``workers`` actors that each load this model (its name or path,
+        backend, precision and device) once.
+
+        ``address`` joins a Ray cluster (``"auto"``, ``"HOST:PORT"``, ``"ray://HOST:PORT"``; None: this process's
+        Ray, else a new local instance); inputs, outputs and the model must be visible to every worker.
+        ``skip_existing`` leaves the inputs whose output exists alone (listed in the summary's ``skipped``).
+        See :func:`fastnst.batch.ray_data.stylize_paths_on_ray`.
+        """
+        from fastnst.batch.ray_data import stylize_paths_on_ray
+
+        options = StylizeOptions(strength=strength, preserve_color=preserve_color, margin=margin, tile=tile or 0,
+                                 overlap=overlap, max_pixels=max_pixels)
+        paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+        return stylize_paths_on_ray(self._source, paths, output, out_format=out_format, options=options,
+                                    **self._worker_settings(), workers=workers, worker_cpus=worker_cpus,
+                                    worker_gpus=worker_gpus, skip_existing=skip_existing, overwrite=overwrite,
+                                    address=address, reporter=progress)
+
+    def _worker_settings(self) -> dict[str, Any]:
+        """How Ray's workers load this model: as it was asked for, since their devices are their own."""
+        return {"backend": self._requested_backend, "precision": self._precision, "device": self._requested_device,
+                "compile": self._compile}
 
 
 class _FrameCounter(Reporter):
@@ -220,7 +261,34 @@ def load(model: PathLike, *, backend: str = "auto", precision: str = "auto", dev
     target = resolve_device(device).type
     runner, info = load_backend(model, backend=backend, precision=precision, device=target, compile=compile)
     return Model(runner, info, source=model, requested_backend=backend, precision=precision, device=target,
-                 compile=compile)
+                 compile=compile, requested_device=device)
+
+
+def stylize_dataset(dataset: ray.data.Dataset, model: PathLike | Model, *, column: str = "image",
+                    strength: float = 1.0, preserve_color: PreserveColor = "none", margin: int = DEFAULT_MARGIN,
+                    tile: int | None = None, overlap: int = DEFAULT_OVERLAP, workers: int = 1,
+                    worker_cpus: float = 1.0, worker_gpus: float | None = None, batch_size: int = 4,
+                    backend: str = "auto", precision: str = "auto", device: str = "auto") -> ray.data.Dataset:
+    """A stylized copy of a Ray Dataset of images (``pip install "fastnst[ray]"``), e.g. to augment a training set.
+
+    ``column`` holds uint8 arrays [H, W, 3|4] or [H, W], as ``ray.data.read_images`` gives; each is replaced by
+    the pixels ``fastnst.load(model).stylize(image, ...)`` returns for the same options, and the other columns
+    pass through. ``model`` is a name or path (loaded with ``backend``, ``precision`` and ``device``) or a
+    :class:`Model` (its settings). ``workers`` actors each load the model once, reserving ``worker_cpus`` CPUs
+    and ``worker_gpus`` GPUs; ``batch_size`` images go to an actor at a time. The result is lazy, like any
+    Dataset: write it (``.write_images``, ``.write_parquet``) or iterate it to run the job.
+    """
+    from fastnst.batch.ray_data import stylize_dataset as stylize_on_ray
+
+    options = StylizeOptions(strength=strength, preserve_color=preserve_color, margin=margin, tile=tile or 0,
+                             overlap=overlap)
+    if isinstance(model, Model):
+        return stylize_on_ray(dataset, model._source, column=column, options=options, workers=workers,
+                              worker_cpus=worker_cpus, worker_gpus=worker_gpus, batch_size=batch_size,
+                              **model._worker_settings())
+    return stylize_on_ray(dataset, model, column=column, options=options, backend=backend, precision=precision,
+                          device=device, workers=workers, worker_cpus=worker_cpus, worker_gpus=worker_gpus,
+                          batch_size=batch_size)
 
 
 def train(config: TrainConfig | PathLike | dict[str, Any], *, resume: bool = False,

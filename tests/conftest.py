@@ -118,3 +118,15 @@ def assert_one_clear_line(code: int, err: str, *words: str) -> None:
     assert "Traceback" not in err
     for word in words:
         assert word in lines[0], (word, lines[0])
+
+
+@pytest.fixture(scope="session")
+def ray_instance():
+    """One local Ray instance for the whole test session (its start-up takes tens of seconds on a loaded 2-core
+    machine), with bounded logical CPUs; the Ray Serve and Ray Data tests share it."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install \"fastnst[ray]\")")
+    os.environ.setdefault("RAY_SERVE_HTTP_REQUEST_TIMEOUT_S", "120")
+    ray.init(num_cpus=4, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    yield ray
+    ray.shutdown()

@@ -15,14 +15,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("_version", "utils"),
     ("model", "perceptual"),
     ("runtime",),
-    ("training", "optimizer", "export"),
+    ("training", "optimizer", "export", "batch"),
     ("bench", "api"),
     ("server",),
     ("commands",),
     ("cli", "__init__"),
 )
 """Lowest first. A module may import its own stage folder and any lower layer; never a higher layer, and never
-another stage of its own layer (training, the optimizer and export are independent of each other)."""
+another stage of its own layer (training, the optimizer, export and batch jobs are independent of each other)."""
 
 RANK = {stage: rank for rank, stages in enumerate(LAYERS) for stage in stages}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import re
 from pathlib import Path
@@ -99,3 +100,22 @@ def test_readme_links_every_doc_and_names_every_command() -> None:
     assert not unlinked, f"README.md does not link {', '.join(unlinked)}"
     missing = [name for name in COMMANDS if f"fastnst {name}" not in text]
     assert not missing, f"README.md has no example of: {', '.join(missing)}"
+
+
+def test_the_kuberay_manifest_in_the_scaling_doc_deploys_fastnst() -> None:
+    """As far as it can be tested without Kubernetes: valid YAML, a Serve config Ray accepts, and an import path
+    and args that build the application."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install \"fastnst[ray]\")")
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    text = (REPO / "docs" / "scaling.md").read_text()
+    manifests = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, re.S)
+                 if "kind: RayService" in block]
+    assert len(manifests) == 1
+    serve_config = ServeDeploySchema(**yaml.safe_load(manifests[0]["spec"]["serveConfigV2"]))
+    (app,) = serve_config.applications
+    module, builder = app.import_path.split(":")
+    deployment = getattr(importlib.import_module(module), builder)(app.args)._bound_deployment  # noqa: SLF001
+    assert deployment._deployment_config.num_replicas == app.args["replicas"]  # noqa: SLF001
+    assert deployment.ray_actor_options["num_cpus"] == app.args["replica_cpus"]

@@ -10,9 +10,13 @@ from typing import TYPE_CHECKING
 from fastnst.utils.errors import FastNSTError
 
 if TYPE_CHECKING:  # imported for annotations only: registering the command stays free of torch
+
     from fastnst.runtime.base import Backend
+    from fastnst.runtime.pipeline import Reporter, StylizeOptions, Summary
 
 EXIT_ERROR = 1
+DEFAULT_WORKERS = 1
+RAY_FLAGS = ("address", "workers", "worker_cpus", "worker_gpus")
 PRESERVE_COLOR = ("none", "luminance", "histogram")  # = runtime.color.PRESERVE_COLOR_CHOICES (torch-free import)
 
 
@@ -43,7 +47,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                              "batches")
     parser.add_argument("--max-pixels", type=int, default=None,
                         help="refuse images with more decoded pixels than this [default: 100000000]")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="leave the inputs whose output file already exists alone: every output is written "
+                             "atomically, so an existing one is complete and a stopped run resumes where it was")
     _register_controls(parser)
+    _register_ray(parser)
     parser.set_defaults(handler=run)
 
 
@@ -66,6 +74,24 @@ def _register_controls(parser: argparse.ArgumentParser) -> None:
                         help="videos: carry the previous stylized frame over where the input did not move, with "
                              "weight M (0.8 if given alone) [default: off]")
     parser.add_argument("--batch-size", type=int, default=4, help="videos: frames per batch [default: 4]")
+
+
+def _register_ray(parser: argparse.ArgumentParser) -> None:
+    """Batch stylization as a Ray Data job; Ray is imported only when --ray runs."""
+    group = parser.add_argument_group(
+        "Ray", 'run the same pipeline as a Ray Data job over a pool of actors, each loading the model once; inputs, '
+               'outputs and the model must be visible to every worker (needs pip install "fastnst[ray]")')
+    group.add_argument("--ray", action="store_true", help="stylize on Ray instead of in this process")
+    group.add_argument("--address", metavar="ADDR",
+                       help="the Ray cluster to join: auto (the one this machine belongs to), HOST:PORT, or "
+                            "ray://HOST:PORT (Ray Client) [default: start a local Ray instance for this run]")
+    group.add_argument("--workers", type=int, metavar="N",
+                       help="actors stylizing at once, each holding one copy of the model "
+                            f"[default: {DEFAULT_WORKERS}]")
+    group.add_argument("--worker-cpus", type=float, metavar="C",
+                       help="CPUs each actor reserves, also its thread count [default: 1]")
+    group.add_argument("--worker-gpus", type=float, metavar="G",
+                       help="GPUs each actor reserves [default: 1 with --device cuda, else 0]")
 
 
 def _progress_bars(quiet: bool):  # -> a Reporter (its class needs tqdm, imported here)
@@ -117,11 +143,14 @@ def run(args: argparse.Namespace) -> int:
     from fastnst.utils.device import resolve_device
     from fastnst.utils.images import DEFAULT_MAX_PIXELS
 
+    given = [f"--{name.replace('_', '-')}" for name in RAY_FLAGS if getattr(args, name) is not None]
+    if given and not args.ray:
+        raise FastNSTError(f"{', '.join(given)} only apply with --ray")
     options = StylizeOptions(strength=args.strength, preserve_color=args.preserve_color, margin=args.margin,
                              tile=args.tile, overlap=args.tile_overlap,
                              max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
                              flicker=args.flicker_reduction, batch_size=args.batch_size)
-    device = resolve_device(args.device).type
+    device = None if args.ray else resolve_device(args.device).type  # Ray's actors resolve it where they run
 
     def runner_for(wants_torch: bool) -> Backend:
         runner, _info = load_backend(args.model, backend=backend_for(args.backend, wants_torch),
@@ -129,12 +158,18 @@ def run(args: argparse.Namespace) -> int:
         return runner
 
     bars = _progress_bars(args.quiet)
-    try:  # every input and output is checked before the model is loaded
-        summary = stylize_paths(runner_for, args.inputs, args.output, out_format=args.out_format, options=options,
-                                reporter=bars, overwrite=args.overwrite)
+    try:  # every input and output is checked before the model is loaded (or Ray is started)
+        if args.ray:
+            summary = _run_on_ray(args, options, bars)
+        else:
+            summary = stylize_paths(runner_for, args.inputs, args.output, out_format=args.out_format,
+                                    options=options, reporter=bars, overwrite=args.overwrite,
+                                    skip_existing=args.skip_existing)
     finally:
         bars.close()
-    if len(summary.jobs) == 1 and not args.quiet:
+    if summary.skipped and not args.quiet:
+        print(f"skipped {len(summary.skipped)} input(s) whose output already exists")
+    if len(summary.jobs) == 1 and not summary.skipped and not args.quiet:
         print(f"wrote {summary.jobs[0].target}")
     if summary.as_png and not args.quiet:
         kinds = ", ".join(sorted({job.source.suffix.lower() for job in summary.as_png}))
@@ -144,3 +179,14 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_ERROR
     return 0
+
+
+def _run_on_ray(args: argparse.Namespace, options: StylizeOptions, bars: Reporter) -> Summary:
+    from fastnst.batch.ray_data import stylize_paths_on_ray
+
+    return stylize_paths_on_ray(args.model, args.inputs, args.output, out_format=args.out_format, options=options,
+                                backend=args.backend, precision=args.precision, device=args.device,
+                                compile=args.compile, workers=args.workers or DEFAULT_WORKERS,
+                                worker_cpus=args.worker_cpus or 1.0, worker_gpus=args.worker_gpus,
+                                skip_existing=args.skip_existing, overwrite=args.overwrite, address=args.address,
+                                reporter=bars)

@@ -104,6 +104,8 @@ class Summary:
     jobs: list[Job]
     written: list[Path] = field(default_factory=list)
     failures: list[tuple[Job, FastNSTError]] = field(default_factory=list)
+    skipped: list[Job] = field(default_factory=list)
+    """Jobs left alone because their output already existed (``skip_existing``); not in ``jobs``."""
 
     @property
     def ok(self) -> bool:
@@ -189,6 +191,14 @@ def run_jobs(runner: Runner, jobs: Sequence[Job], options: StylizeOptions | None
     return summary
 
 
+def unfinished_jobs(jobs: Sequence[Job], skip_existing: bool) -> tuple[list[Job], list[Job]]:
+    """(jobs to run, jobs skipped): with ``skip_existing`` a job whose target exists is done. Every output is
+    written atomically, so an existing target is a complete file and a stopped run resumes where it was."""
+    if not skip_existing:
+        return list(jobs), []
+    return [job for job in jobs if not job.target.exists()], [job for job in jobs if job.target.exists()]
+
+
 RunnerFor = Callable[[bool], Runner]
 """Gives the runner for a set of jobs, told whether they need the PyTorch network (:func:`needs_torch`)."""
 
@@ -196,15 +206,23 @@ RunnerFor = Callable[[bool], Runner]
 def stylize_paths(runner_for: RunnerFor, inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str],
                   *, out_format: str | None = None, options: StylizeOptions | None = None,
                   reporter: Reporter | None = None, keep_going: bool | None = None,
-                  overwrite: bool = False) -> Summary:
+                  overwrite: bool = False, skip_existing: bool = False) -> Summary:
     """The whole file pipeline: plan and check every job, get the runner, stylize each job (see :func:`run_jobs`).
 
-    ``runner_for`` is called after the plan is checked, so a bad input or output fails before a model is loaded;
-    ``overwrite`` lets a named input file be replaced by its own result (see :func:`plan_jobs`).
+    ``runner_for`` is called after the plan is checked, so a bad input or output fails before a model is loaded
+    (and not at all when ``skip_existing`` finds every output there); ``overwrite`` lets a named input file be
+    replaced by its own result (see :func:`plan_jobs`); ``skip_existing`` leaves alone the jobs whose output
+    exists (see :func:`unfinished_jobs`).
     """
     options = options or StylizeOptions()
     jobs = plan_jobs(inputs, output, out_format, overwrite=overwrite)
+    keep_going = len(jobs) > 1 if keep_going is None else keep_going
+    todo, skipped = unfinished_jobs(jobs, skip_existing)
     if reporter is not None:
-        reporter.planned(jobs)
-    runner = runner_for(needs_torch([job.source for job in jobs], options))
-    return run_jobs(runner, jobs, options, reporter=reporter, keep_going=keep_going)
+        reporter.planned(todo)
+    if not todo:
+        return Summary(jobs=[], skipped=skipped)
+    runner = runner_for(needs_torch([job.source for job in todo], options))
+    summary = run_jobs(runner, todo, options, reporter=reporter, keep_going=keep_going)
+    summary.skipped = skipped
+    return summary

@@ -11,12 +11,13 @@ the batcher's queue. The event loop itself never decodes or computes, so /health
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import io
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,8 @@ log = logging.getLogger("fastnst.server")
 PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
             "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 NOT_READY_RETRY_S = 5
+ClusterState = Callable[[], dict[str, Any]]
+"""Reports the replicas' state (Ray Serve: deployment status and replicas per state) for /readyz."""
 
 
 @dataclass
@@ -86,6 +89,7 @@ class ServerState:
     device: str = "cpu"
     trimming: bool = False
     trim_task: asyncio.Future[None] | None = None
+    cluster_state: ClusterState | None = None
 
     @property
     def admitted(self) -> int:
@@ -115,11 +119,14 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # ------------------------------------------------------------------------------------------------- app factory
 
 
-def create_app(settings: ServerSettings | None = None, *, backend_factory: BackendFactory | None = None) -> FastAPI:
-    """Build the app. Nothing is loaded here: models load in the lifespan (startup), batches run in it."""
+def create_app(settings: ServerSettings | None = None, *, backend_factory: BackendFactory | None = None,
+               cluster_state: ClusterState | None = None) -> FastAPI:
+    """Build the app. Nothing is loaded here: models load in the lifespan (startup), batches run in it.
+    ``cluster_state`` is given when the app runs as one of several replicas: /readyz reports what it returns."""
     settings = settings or ServerSettings()
-    state = ServerState(settings=settings, factory=backend_factory or load_backend,
-                        metrics=ServerMetrics(settings.max_batch))
+    state = ServerState(settings=settings,
+                        factory=backend_factory or functools.partial(load_backend, threads=settings.threads),
+                        metrics=ServerMetrics(settings.max_batch), cluster_state=cluster_state)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -231,7 +238,8 @@ async def healthz() -> Health:
     return Health()
 
 
-@_probes.get("/readyz", response_model=Ready, tags=["probes"], responses=_errors(503),
+@_probes.get("/readyz", response_model=Ready, response_model_exclude_none=True, tags=["probes"],
+             responses=_errors(503),
              summary="Readiness: models loaded and warm, not shutting down")
 async def readyz(state: Annotated[ServerState, Depends(get_state)]) -> Any:
     if state.draining:
@@ -239,7 +247,8 @@ async def readyz(state: Annotated[ServerState, Depends(get_state)]) -> Any:
     if not state.registry.ready:
         return error_response(503, "unavailable", state.registry.progress(),
                               {"Retry-After": str(NOT_READY_RETRY_S)})
-    return Ready(models=sorted(state.registry.models), failed=dict(state.registry.failed))
+    cluster = await run_in_threadpool(state.cluster_state) if state.cluster_state else None
+    return Ready(models=sorted(state.registry.models), failed=dict(state.registry.failed), cluster=cluster)
 
 
 @_probes.get("/metrics", tags=["probes"], summary="Prometheus metrics",

@@ -19,9 +19,10 @@ from fastnst.server.admission import ServiceEstimate
 from fastnst.server.registry import BackendFactory
 
 
-def load_backend(weights: Path, device: str) -> tuple[Backend, ModelInfo]:
-    """Load one model file into a backend (the default ``backend_factory`` of the app)."""
-    return load_runtime_backend(weights, backend="auto", precision="auto", device=device)
+def load_backend(weights: Path, device: str, threads: int = 0) -> tuple[Backend, ModelInfo]:
+    """Load one model file into a backend (the default ``backend_factory`` of the app); ``threads`` 0 = every
+    core."""
+    return load_runtime_backend(weights, backend="auto", precision="auto", device=device, threads=threads or None)
 
 
 class WarmupTimed:

@@ -29,6 +29,8 @@ class Ready(BaseModel):
     models: list[str] = Field(description="names of the models that are loaded and warm")
     failed: dict[str, str] = Field(default_factory=dict, description="models that could not be loaded (damaged, "
                                    "unreadable), and why")
+    cluster: dict[str, Any] | None = Field(None, description="with Ray Serve replicas (`serve --ray`): the "
+                                           "deployment's status and how many replicas are in each state")
 
 
 class StyleInfo(BaseModel):

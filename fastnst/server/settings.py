@@ -31,7 +31,8 @@ class ServerSettings:
     host: str = option("127.0.0.1", "address to listen on (0.0.0.0 exposes the server to the network)")
     port: int = option(8000, "TCP port")
     device: Device = option("auto", "cpu, cuda or auto")
-    threads: int = option(0, "PyTorch intra-op threads for inference (0 = PyTorch's default)")
+    threads: int = option(0, "threads each inference uses, PyTorch and ONNX Runtime (0 = every core; with --ray "
+                             "the replica's CPUs)")
     # --- dynamic batching (TorchServe / Triton style)
     max_batch: int = option(8, "largest inference batch; 1 turns dynamic batching off")
     max_wait_ms: float = option(5.0, "how long the first request of a batch waits for companions, in ms")

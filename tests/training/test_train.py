@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -148,3 +149,41 @@ def test_torchrun_two_cpu_processes(shared_data: Path, tmp_path: Path) -> None:
     assert payload["step"] == 6
     assert not any(key.startswith("module.") for key in payload["model"])
     assert (tmp_path / "ddp" / "model.safetensors").is_file()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", 0))
+        except OSError as exc:
+            pytest.skip(f"cannot bind a local port for the rendezvous: {exc}")
+        return sock.getsockname()[1]
+
+
+@pytest.mark.ddp
+def test_torchrun_two_nodes_rendezvous_and_resume(shared_data: Path, tmp_path: Path) -> None:
+    """Two torchrun agents on this machine, as two nodes of one process each (c10d rendezvous, gloo): the run
+    trains and saves a model, and a second launch resumes it from its checkpoint."""
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def launch(steps: int, *extra: str) -> None:
+        values = tiny_train_overrides(shared_data, tmp_path / "multinode", steps=steps, device="cpu")
+        agents = [subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+             "--node_rank", str(rank), "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}",
+             "--rdzv_id", f"fastnst-test-{steps}", "-m", "fastnst.cli", "-q", "train", *cli_args(values), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env) for rank in (0, 1)]
+        for agent in agents:
+            _, err = agent.communicate(timeout=300)
+            assert agent.returncode == 0, err[-2000:]
+
+    launch(4)
+    first = torch.load(tmp_path / "multinode" / "checkpoints" / "last.pt", weights_only=True)
+    assert first["step"] == 4
+    assert (tmp_path / "multinode" / "model.safetensors").is_file()
+    launch(8, "--resume")
+    resumed = torch.load(tmp_path / "multinode" / "checkpoints" / "last.pt", weights_only=True)
+    assert resumed["step"] == 8
+    assert not any(key.startswith("module.") for key in resumed["model"])
+    assert any(not torch.equal(resumed["model"][key], first["model"][key]) for key in first["model"])

@@ -1,0 +1,1 @@
+"""Batch jobs over many files or a dataset, on Ray Data."""
