@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from fastnst.model.files import ModelInfo
+from fastnst.model.mixing import Mix, style_weights
 from fastnst.runtime.base import Backend
 from fastnst.runtime.color import PreserveColor
 from fastnst.runtime.margin import DEFAULT_MARGIN
@@ -71,7 +72,8 @@ class Model:
     """
 
     def __init__(self, backend: Backend, info: ModelInfo, *, source: PathLike, requested_backend: str,
-                 precision: str, device: str, compile: bool, requested_device: str = "auto") -> None:
+                 precision: str, device: str, compile: bool, requested_device: str = "auto",
+                 style: str | None = None, mix: Mix | None = None) -> None:
         self._backend = backend
         self._info = info
         self._source = source
@@ -80,6 +82,8 @@ class Model:
         self._device = device
         self._compile = compile
         self._requested_device = requested_device
+        self._style, self._mix = style, dict(mix) if mix else None
+        self._variants: dict[tuple[float, ...], Model] = {}
         self._torch: Backend | None = None
 
     @property
@@ -91,6 +95,20 @@ class Model:
     def style(self) -> str:
         """The style image it learned, as recorded in its metadata ("" when unknown)."""
         return str(self._info.metadata.get("style_image") or "")
+
+    @property
+    def styles(self) -> list[str]:
+        """The styles the model holds: one, or several for a multi-style model (see :meth:`with_style`)."""
+        return self._info.styles
+
+    def with_style(self, style: str | None = None, mix: Mix | None = None) -> Model:
+        """This model running one of its styles or a mix of them (``{"starry_night": 0.7, "great_wave": 0.3}``,
+        normalised); loaded once per mix and kept."""
+        key = tuple(style_weights(self.styles, style=style, mix=mix))
+        if key not in self._variants:
+            self._variants[key] = load(self._source, backend=self._requested_backend, precision=self._precision,
+                                       device=self._requested_device, compile=self._compile, style=style, mix=mix)
+        return self._variants[key]
 
     @property
     def info(self) -> ModelInfo:
@@ -122,19 +140,26 @@ class Model:
             return self._backend
         if self._torch is None:
             self._torch, _ = load_backend(self._source, backend=backend, precision=self._precision,
-                                          device=self._device, compile=self._compile)
+                                          device=self._device, compile=self._compile, style=self._style,
+                                          mix=self._mix)
         return self._torch
 
     def stylize(self, image: ImageInput, *, strength: float = 1.0, preserve_color: PreserveColor = "none",
                 margin: int = DEFAULT_MARGIN, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
-                max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+                max_pixels: int | None = DEFAULT_MAX_PIXELS, style: str | None = None,
+                mix: Mix | None = None) -> Image.Image:
         """Stylize one image and return it (RGB, or RGBA when the input has transparency).
 
         ``strength`` 1 = fully stylized, 0 = the original; ``preserve_color`` ``"luminance"`` or ``"histogram"``
         keeps the photo's colours; ``margin`` px are mirrored onto each side before the network and cropped after;
         ``tile`` None/0 = whole image when it fits memory, else tiles, a size forces tiles of that size;
-        ``max_pixels`` caps the decoded size of a file (None = no cap).
+        ``max_pixels`` caps the decoded size of a file (None = no cap); ``style`` or ``mix`` pick what a
+        multi-style model runs for this image (see :meth:`with_style`).
         """
+        if style is not None or mix:
+            return self.with_style(style, mix).stylize(image, strength=strength, preserve_color=preserve_color,
+                                                       margin=margin, tile=tile, overlap=overlap,
+                                                       max_pixels=max_pixels)
         options = StylizeOptions(strength=strength, preserve_color=preserve_color, margin=margin, tile=tile or 0,
                                  overlap=overlap, max_pixels=max_pixels)
         if isinstance(image, (str, os.PathLike)):
@@ -236,6 +261,7 @@ class Model:
     def _worker_settings(self) -> dict[str, Any]:
         """How Ray's workers load this model: as it was asked for, since their devices are their own."""
         return {"backend": self._requested_backend, "precision": self._precision, "device": self._requested_device,
+                "style": self._style, "mix": self._mix,
                 "compile": self._compile}
 
 
@@ -250,25 +276,29 @@ class _FrameCounter(Reporter):
 
 
 def load(model: PathLike, *, backend: str = "auto", precision: str = "auto", device: str = "auto",
-         compile: bool = False) -> Model:
+         compile: bool = False, style: str | None = None, mix: Mix | None = None) -> Model:
     """Load a style model: a name on the search path (``fastnst models`` lists them), a model folder, a
     ``.safetensors`` or an ``.onnx`` file.
 
     ``backend`` ``"auto"`` picks ONNX Runtime when the model has an export of the precision, else PyTorch;
     ``precision`` ``"auto"`` is fp32 on CPUs and fp16 on GPUs; ``device`` ``"auto"``, ``"cpu"`` or ``"cuda"``;
     ``compile`` runs the network through torch.compile (torch backend). The same choices as ``fastnst stylize``.
+    ``style`` or ``mix`` (``{"starry_night": 0.7, "great_wave": 0.3}``, normalised) pick what a multi-style
+    model runs (default: its first style).
     """
     target = resolve_device(device).type
-    runner, info = load_backend(model, backend=backend, precision=precision, device=target, compile=compile)
+    runner, info = load_backend(model, backend=backend, precision=precision, device=target, compile=compile,
+                                style=style, mix=mix)
     return Model(runner, info, source=model, requested_backend=backend, precision=precision, device=target,
-                 compile=compile, requested_device=device)
+                 compile=compile, requested_device=device, style=style, mix=mix)
 
 
 def stylize_dataset(dataset: ray.data.Dataset, model: PathLike | Model, *, column: str = "image",
                     strength: float = 1.0, preserve_color: PreserveColor = "none", margin: int = DEFAULT_MARGIN,
                     tile: int | None = None, overlap: int = DEFAULT_OVERLAP, workers: int = 1,
                     worker_cpus: float = 1.0, worker_gpus: float | None = None, batch_size: int = 4,
-                    backend: str = "auto", precision: str = "auto", device: str = "auto") -> ray.data.Dataset:
+                    backend: str = "auto", precision: str = "auto", device: str = "auto", style: str | None = None,
+                    mix: Mix | None = None) -> ray.data.Dataset:
     """A stylized copy of a Ray Dataset of images (``pip install "fastnst[ray]"``), e.g. to augment a training set.
 
     ``column`` holds uint8 arrays [H, W, 3|4] or [H, W], as ``ray.data.read_images`` gives; each is replaced by
@@ -287,8 +317,8 @@ def stylize_dataset(dataset: ray.data.Dataset, model: PathLike | Model, *, colum
                               worker_cpus=worker_cpus, worker_gpus=worker_gpus, batch_size=batch_size,
                               **model._worker_settings())
     return stylize_on_ray(dataset, model, column=column, options=options, backend=backend, precision=precision,
-                          device=device, workers=workers, worker_cpus=worker_cpus, worker_gpus=worker_gpus,
-                          batch_size=batch_size)
+                          device=device, style=style, mix=mix, workers=workers, worker_cpus=worker_cpus,
+                          worker_gpus=worker_gpus, batch_size=batch_size)
 
 
 def train(config: TrainConfig | PathLike | dict[str, Any], *, resume: bool = False,

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from fastnst.model.files import find_model
+from fastnst.model.mixing import Mix
 from fastnst.runtime import pipeline
 from fastnst.runtime.base import Backend
 from fastnst.runtime.pipeline import Reporter, StylizeOptions, Summary, backend_for, needs_torch, unfinished_jobs
@@ -51,14 +52,16 @@ a killed actor's retry redoes one job; beyond it, blocks share jobs to bound Ray
 def stylize_paths_on_ray(model: PathLike, inputs: Sequence[PathLike], output: PathLike, *,
                          out_format: str | None = None, options: StylizeOptions | None = None,
                          backend: str = "auto", precision: str = "auto", device: str = "auto",
-                         compile: bool = False, workers: int = 1, worker_cpus: float = 1.0,
+                         compile: bool = False, style: str | None = None, mix: Mix | None = None,
+                         workers: int = 1, worker_cpus: float = 1.0,
                          worker_gpus: float | None = None, skip_existing: bool = False, overwrite: bool = False,
                          address: str | None = None, reporter: Reporter | None = None,
                          keep_going: bool | None = None,
                          map_options: dict[str, Any] | None = None) -> Summary:
     """Stylize files and folders as ``fastnst stylize`` does, as a Ray Data job over ``workers`` actors.
 
-    ``model``, ``backend``, ``precision``, ``device`` and ``compile`` are :func:`fastnst.load`'s; inputs,
+    ``model``, ``backend``, ``precision``, ``device``, ``compile``, ``style`` and ``mix`` are
+    :func:`fastnst.load`'s; inputs,
     ``output``, ``out_format``, ``options`` and ``overwrite`` are planned and checked as in a local run, before Ray
     is joined. ``skip_existing`` drops the jobs whose output exists (a stopped job resumes). ``address`` is
     ``"auto"``, ``"HOST:PORT"`` or ``"ray://HOST:PORT"`` (None: join this process's Ray, else start a local
@@ -83,7 +86,7 @@ def stylize_paths_on_ray(model: PathLike, inputs: Sequence[PathLike], output: Pa
         reporter.planned(todo)
         return summary
     runner_args = {"model": _model_reference(model), "precision": precision, "device": device, "compile": compile,
-                   "threads": _threads(worker_cpus),
+                   "threads": _threads(worker_cpus), "style": style, "mix": dict(mix) if mix else None,
                    "backend": backend_for(backend, needs_torch([job.source for job in todo], options))}
     ray = connect(address, num_cpus=max(os.cpu_count() or 1, math.ceil(workers * worker_cpus)))
     reporter.planned(todo)  # after Ray's start-up, which logs lines of its own
@@ -112,7 +115,8 @@ def stylize_paths_on_ray(model: PathLike, inputs: Sequence[PathLike], output: Pa
 
 def stylize_dataset(dataset: ray.data.Dataset, model: PathLike, *, column: str = "image",
                     options: StylizeOptions | None = None, backend: str = "auto", precision: str = "auto",
-                    device: str = "auto", compile: bool = False, workers: int = 1, worker_cpus: float = 1.0,
+                    device: str = "auto", compile: bool = False, style: str | None = None,
+                    mix: Mix | None = None, workers: int = 1, worker_cpus: float = 1.0,
                     worker_gpus: float | None = None, batch_size: int = 4,
                     map_options: dict[str, Any] | None = None) -> ray.data.Dataset:
     """A Dataset like ``dataset`` with the images of ``column`` stylized (lazy, as Ray Datasets are).
@@ -129,7 +133,8 @@ def stylize_dataset(dataset: ray.data.Dataset, model: PathLike, *, column: str =
         raise FastNSTError(f"worker_cpus must be positive, got {worker_cpus}", setting="worker_cpus")
     ray = require_ray("stylize_dataset")
     runner_args = {"model": _model_reference(model), "backend": backend, "precision": precision, "device": device,
-                   "compile": compile, "threads": _threads(worker_cpus)}
+                   "compile": compile, "threads": _threads(worker_cpus), "style": style,
+                   "mix": dict(mix) if mix else None}
     return dataset.map_batches(
         _DatasetStylizer, fn_constructor_kwargs={**runner_args, "options": options or StylizeOptions(),
                                                  "column": column},
@@ -137,7 +142,8 @@ def stylize_dataset(dataset: ray.data.Dataset, model: PathLike, *, column: str =
         **_pool(ray, workers, worker_cpus, worker_gpus, device, map_options, elastic=True))
 
 
-def _load_runner(model: str, backend: str, precision: str, device: str, compile: bool, threads: int) -> Backend:
+def _load_runner(model: str, backend: str, precision: str, device: str, compile: bool, threads: int,
+                 style: str | None = None, mix: Mix | None = None) -> Backend:
     """The backend an actor holds, with as many threads as CPUs it reserved (Ray sets no torch threads)."""
     import torch
 
@@ -146,7 +152,7 @@ def _load_runner(model: str, backend: str, precision: str, device: str, compile:
 
     torch.set_num_threads(threads)
     runner, _info = load_backend(model, backend=backend, precision=precision, device=resolve_device(device).type,
-                                 threads=threads, compile=compile)
+                                 threads=threads, compile=compile, style=style, mix=mix)
     return runner
 
 

@@ -47,6 +47,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                              "batches")
     parser.add_argument("--max-pixels", type=int, default=None,
                         help="refuse images with more decoded pixels than this [default: 100000000]")
+    parser.add_argument("--style", metavar="NAME",
+                        help="multi-style models: the style to apply [default: the model's first]")
+    parser.add_argument("--mix", metavar="NAME=W,...",
+                        help="multi-style models: blend styles, e.g. starry_night=0.7,great_wave=0.3 (weights are "
+                             "normalised)")
     parser.add_argument("--skip-existing", action="store_true",
                         help="leave the inputs whose output file already exists alone: every output is written "
                              "atomically, so an existing one is complete and a stopped run resumes where it was")
@@ -138,6 +143,7 @@ def _progress_bars(quiet: bool):  # -> a Reporter (its class needs tqdm, importe
 
 
 def run(args: argparse.Namespace) -> int:
+    from fastnst.model.mixing import parse_mix
     from fastnst.runtime.pipeline import StylizeOptions, backend_for, stylize_paths
     from fastnst.runtime.select import load_backend
     from fastnst.utils.device import resolve_device
@@ -151,16 +157,18 @@ def run(args: argparse.Namespace) -> int:
                              max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
                              flicker=args.flicker_reduction, batch_size=args.batch_size)
     device = None if args.ray else resolve_device(args.device).type  # Ray's actors resolve it where they run
+    mix = parse_mix(args.mix) if args.mix else None
 
     def runner_for(wants_torch: bool) -> Backend:
         runner, _info = load_backend(args.model, backend=backend_for(args.backend, wants_torch),
-                                     precision=args.precision, device=device, compile=args.compile)
+                                     precision=args.precision, device=device, compile=args.compile,
+                                     style=args.style, mix=mix)
         return runner
 
     bars = _progress_bars(args.quiet)
     try:  # every input and output is checked before the model is loaded (or Ray is started)
         if args.ray:
-            summary = _run_on_ray(args, options, bars)
+            summary = _run_on_ray(args, options, bars, mix)
         else:
             summary = stylize_paths(runner_for, args.inputs, args.output, out_format=args.out_format,
                                     options=options, reporter=bars, overwrite=args.overwrite,
@@ -181,12 +189,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_on_ray(args: argparse.Namespace, options: StylizeOptions, bars: Reporter) -> Summary:
+def _run_on_ray(args: argparse.Namespace, options: StylizeOptions, bars: Reporter,
+                mix: dict[str, float] | None) -> Summary:
     from fastnst.batch.ray_data import stylize_paths_on_ray
 
     return stylize_paths_on_ray(args.model, args.inputs, args.output, out_format=args.out_format, options=options,
                                 backend=args.backend, precision=args.precision, device=args.device,
-                                compile=args.compile, workers=args.workers or DEFAULT_WORKERS,
+                                compile=args.compile, style=args.style, mix=mix,
+                                workers=args.workers or DEFAULT_WORKERS,
                                 worker_cpus=args.worker_cpus or 1.0, worker_gpus=args.worker_gpus,
                                 skip_existing=args.skip_existing, overwrite=args.overwrite, address=args.address,
                                 reporter=bars)

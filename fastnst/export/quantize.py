@@ -9,6 +9,9 @@
   no longer stretch the range); only convolutions quantized (the adds of the split output conv stay float); the
   first and last convolutions kept in float (the first sees the raw 0..255-scaled image, the last writes the
   picture), at a small cost in speed. The measured effect of each choice: docs/benchmarks.md.
+
+A multi-style graph (a second input, ``style_weights``) is calibrated with the photos spread over its styles
+(each photo under one pure style, every style at least once) and judged on every photo under every style.
 """
 
 from __future__ import annotations
@@ -45,8 +48,11 @@ class QualityReport:
 
 
 def quantize_int8(proto: Any, calibration_photos: Sequence[str | os.PathLike[str]], *,
-                  max_photos: int = MAX_CALIBRATION_PHOTOS, size: int = CALIBRATION_SIZE) -> Any:
-    """Static int8 quantization of an fp32 export (made with ``upsample="shuffle"``), calibrated on photos."""
+                  max_photos: int = MAX_CALIBRATION_PHOTOS, size: int = CALIBRATION_SIZE, styles: int = 0) -> Any:
+    """Static int8 quantization of an fp32 export (made with ``upsample="shuffle"``), calibrated on photos.
+
+    ``styles`` > 1: the graph's number of styles; calibration item k is photo k under pure style k mod styles
+    (photos repeat when there are fewer photos than styles), so every style's activation ranges are seen."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -63,13 +69,20 @@ def quantize_int8(proto: Any, calibration_photos: Sequence[str | os.PathLike[str
     if any(node.op_type == "ConvTranspose" for node in proto.graph.node):
         raise ExportError("int8 needs the pixel-shuffle export (ONNX Runtime has no int8 transposed conv)")
 
+    count = max(len(photos), styles)
+
     class Photos(CalibrationDataReader):
         def __init__(self) -> None:
-            self._items: Iterator[Path] = iter(photos)
+            self._items: Iterator[int] = iter(range(count))
 
         def get_next(self) -> dict[str, np.ndarray] | None:
-            path = next(self._items, None)
-            return None if path is None else {"image": _square_crop(path, size)}
+            index = next(self._items, None)
+            if index is None:
+                return None
+            feed = {"image": _square_crop(photos[index % len(photos)], size)}
+            if styles > 1:
+                feed["style_weights"] = np.eye(styles, dtype=np.float32)[index % styles][None]
+            return feed
 
     with tempfile.TemporaryDirectory(prefix="fastnst-int8-") as tmp:
         source, target = Path(tmp) / "model.fp32.onnx", Path(tmp) / "model.int8.onnx"
@@ -102,8 +115,10 @@ def _root_logger_silenced() -> Iterator[None]:
 
 
 def psnr_report(reference: bytes | str, candidate: bytes | str, photos: Sequence[str | os.PathLike[str]], *,
-                max_side: int = 512) -> QualityReport:
-    """PSNR of ``candidate``'s output against ``reference``'s (ONNX Runtime, CPU) on each photo."""
+                max_side: int = 512, styles: Sequence[str] = ()) -> QualityReport:
+    """PSNR of ``candidate``'s output against ``reference``'s (ONNX Runtime, CPU) on each photo; for a
+    multi-style graph (``styles``: its style names) on each photo under each pure style, the mean and the worst
+    over all of them (``worst_photo`` then names the style too)."""
     from fastnst.runtime.onnx_backend import make_session
     from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side
 
@@ -111,13 +126,17 @@ def psnr_report(reference: bytes | str, candidate: bytes | str, photos: Sequence
         raise ExportError("no held-aside photos to measure PSNR on")
     ref, cand = make_session(reference), make_session(candidate)
     values: list[tuple[float, str]] = []
+    one_hot = np.eye(len(styles), dtype=np.float32)
     for path in photos:
         batch = image_to_tensor(resize_max_side(load_rgb(path), max_side)).numpy()
-        expected = ref.run(None, {"image": batch})[0]
-        got = cand.run(None, {"image": batch})[0]
-        values.append((psnr(expected, got), Path(path).name))
+        feeds = ([({"image": batch, "style_weights": one_hot[index][None]}, f"{Path(path).name} ({name})")
+                  for index, name in enumerate(styles)] if len(styles) > 1 else [({"image": batch}, Path(path).name)])
+        for feed, label in feeds:
+            expected = ref.run(None, feed)[0]
+            got = cand.run(None, feed)[0]
+            values.append((psnr(expected, got), label))
     worst = min(values)
-    return QualityReport(psnr_mean=float(np.mean([v for v, _ in values])), psnr_min=worst[0], photos=len(values),
+    return QualityReport(psnr_mean=float(np.mean([v for v, _ in values])), psnr_min=worst[0], photos=len(photos),
                          max_side=max_side, worst_photo=worst[1])
 
 

@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as serialize_safetensors
 
 from fastnst._version import __version__
+from fastnst.model.mixing import model_styles
 from fastnst.model.transformer import TransformerNet, TransformerSpec
 from fastnst.utils.atomic import atomic_write_bytes, atomic_write_text
 from fastnst.utils.cache import default_cache_dir
@@ -53,6 +54,11 @@ class ModelInfo:
     name: str
     spec: TransformerSpec
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def styles(self) -> list[str]:
+        """The styles the model holds (one for a single-style model), in the order of its norm rows."""
+        return model_styles(self.metadata, self.name)
 
 
 def save_model(model: TransformerNet, folder: str | os.PathLike[str], metadata: dict[str, Any]) -> Path:

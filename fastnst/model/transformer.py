@@ -9,12 +9,14 @@ clamped during training so gradients are never cut off, callers clamp before sav
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastnst.model.conditional import ConditionalInstanceNorm2d, mixed_state, normalised_weights
 from fastnst.model.norm_stats import StatInstanceNorm2d
 
 # Two stride-2 downsamplings: spatial sizes must be multiples of 4 inside the network, and reflection padding of
@@ -33,9 +35,18 @@ class TransformerSpec:
 
     width: int = 32  # channels of the first conv; the paper's network uses 32 (then 64, 128)
     residual_blocks: int = 5  # number of 128-channel (4×width) residual blocks, 5 in the paper
+    styles: int = 1  # > 1: conditional instance norm, one row of scale and shift per style
+
+    def __post_init__(self) -> None:
+        if self.styles < 1:
+            raise ValueError(f"a network holds at least one style, got styles={self.styles}")
 
     def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+        """The fields, without ``styles`` for a single-style network (its files are as they always were)."""
+        values = asdict(self)
+        if self.styles == 1:
+            del values["styles"]
+        return values
 
 
 class ConvLayer(nn.Sequential):
@@ -45,10 +56,12 @@ class ConvLayer(nn.Sequential):
     keys), whose statistics tiling and video can record, impose or smooth.
     """
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, *, norm: bool = True, relu: bool = True):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, *, norm: bool = True, relu: bool = True,
+                 styles: int = 1):
         layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
         if norm:
-            layers.append(StatInstanceNorm2d(cout, affine=True))
+            layers.append(StatInstanceNorm2d(cout, affine=True) if styles == 1
+                          else ConditionalInstanceNorm2d(cout, styles))
         if relu:
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
@@ -57,9 +70,10 @@ class ConvLayer(nn.Sequential):
 class ResidualBlock(nn.Module):
     """Two 3×3 conv layers with an identity shortcut (He et al. 2016), as in Johnson et al."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, styles: int = 1) -> None:
         super().__init__()
-        self.body = nn.Sequential(ConvLayer(channels, channels, 3), ConvLayer(channels, channels, 3, relu=False))
+        self.body = nn.Sequential(ConvLayer(channels, channels, 3, styles=styles),
+                                  ConvLayer(channels, channels, 3, relu=False, styles=styles))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -68,8 +82,8 @@ class ResidualBlock(nn.Module):
 class UpsampleConv(nn.Sequential):
     """Nearest-neighbour ×2 upsampling followed by a conv layer (no checkerboard artifacts)."""
 
-    def __init__(self, cin: int, cout: int, kernel: int) -> None:
-        super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), ConvLayer(cin, cout, kernel))
+    def __init__(self, cin: int, cout: int, kernel: int, styles: int = 1) -> None:
+        super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), ConvLayer(cin, cout, kernel, styles=styles))
 
 
 class TransformerNet(nn.Module):
@@ -78,17 +92,40 @@ class TransformerNet(nn.Module):
     def __init__(self, spec: TransformerSpec | None = None) -> None:
         super().__init__()
         self.spec = spec or TransformerSpec()
-        w = self.spec.width
-        self.encoder = nn.Sequential(ConvLayer(3, w, 9), ConvLayer(w, 2 * w, 3, 2), ConvLayer(2 * w, 4 * w, 3, 2))
-        self.residuals = nn.Sequential(*[ResidualBlock(4 * w) for _ in range(self.spec.residual_blocks)])
+        w, s = self.spec.width, self.spec.styles
+        self.encoder = nn.Sequential(ConvLayer(3, w, 9, styles=s), ConvLayer(w, 2 * w, 3, 2, styles=s),
+                                     ConvLayer(2 * w, 4 * w, 3, 2, styles=s))
+        self.residuals = nn.Sequential(*[ResidualBlock(4 * w, s) for _ in range(self.spec.residual_blocks)])
         self.decoder = nn.Sequential(
-            UpsampleConv(4 * w, 2 * w, 3),
-            UpsampleConv(2 * w, w, 3),
+            UpsampleConv(4 * w, 2 * w, 3, s),
+            UpsampleConv(2 * w, w, 3, s),
             ConvLayer(w, 3, 9, norm=False, relu=False),
         )
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """[N, 3, H, W] in [0, 1] → [N, 3, H, W]."""
+    def conditional_norms(self) -> dict[str, ConditionalInstanceNorm2d]:
+        """The multi-style norm layers by module name (empty for a single-style network)."""
+        return {name: m for name, m in self.named_modules() if isinstance(m, ConditionalInstanceNorm2d)}
+
+    def style_keys(self) -> set[str]:
+        """The state-dict keys that hold one row per style (the conditional norms' scale and shift)."""
+        return {f"{name}.{part}" for name in self.conditional_norms() for part in ("weight", "bias")}
+
+    def forward(self, image: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, 3, H, W] in [0, 1] → [N, 3, H, W]. A multi-style network needs ``style_weights``: [styles] for the
+        whole batch or [N, styles] per image (one-hot rows pick a style; other rows mix them as given)."""
+        norms = self.conditional_norms().values() if self.spec.styles > 1 else ()
+        if norms:
+            if style_weights is None:
+                raise ValueError(f"this network holds {self.spec.styles} styles: pass style_weights")
+            for norm in norms:
+                norm.mix = style_weights
+        try:
+            return self._transform(image)
+        finally:
+            for norm in norms:
+                norm.mix = None
+
+    def _transform(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]
         pad_h = max(MIN_INTERNAL_SIDE - h, (-h) % SIZE_MULTIPLE)
         pad_w = max(MIN_INTERNAL_SIDE - w, (-w) % SIZE_MULTIPLE)
@@ -99,6 +136,37 @@ class TransformerNet(nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
         y = self.decoder(self.residuals(self.encoder(x * PIXEL_SCALE))) / PIXEL_SCALE
         return y[..., :h, :w]
+
+
+def bake(network: TransformerNet, weights: Sequence[float] | torch.Tensor) -> TransformerNet:
+    """A single-style network computing ``network`` at the style mix ``weights`` (normalised to sum to 1); a
+    one-hot mix gives that style exactly. The result runs everywhere a single-style network runs."""
+    if network.spec.styles == 1:
+        return network
+    mix = normalised_weights(weights, network.spec.styles)
+    state = mixed_state(network.state_dict(), network.style_keys(), mix)
+    parameter = next(network.parameters())
+    baked = TransformerNet(replace(network.spec, styles=1)).to(device=parameter.device, dtype=parameter.dtype)
+    baked.load_state_dict(state)
+    return baked.train(network.training)
+
+
+def extend(network: TransformerNet, new_styles: int = 1) -> TransformerNet:
+    """``network`` with ``new_styles`` more styles: every weight copied, each new style's norm rows starting from
+    the mean of the existing ones (a single-style network's norms become row 0)."""
+    spec = replace(network.spec, styles=network.spec.styles + new_styles)
+    grown = TransformerNet(spec)
+    old_state = network.state_dict()
+    state, style_keys = {}, grown.style_keys()
+    for key in grown.state_dict():
+        source = old_state[key]
+        if key in style_keys:
+            rows = source if source.ndim == 2 else source[None]
+            source = torch.cat([rows, rows.mean(0, keepdim=True).expand(new_styles, -1)])
+        state[key] = source
+    grown.load_state_dict(state)
+    parameter = next(network.parameters())
+    return grown.to(device=parameter.device, dtype=parameter.dtype)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -8,7 +8,7 @@ bf16.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -64,35 +64,57 @@ class StyleLoss(nn.Module):
     """Weighted sum over layers of the MSE between Gram matrices and the style image's Grams.
 
     The style Grams are computed once and kept as buffers (they move with ``.to(device)`` and never need
-    gradients); a batch of outputs is compared against the same target Gram.
+    gradients); a batch of outputs is compared against the same target Gram. ``style_features`` may also be a
+    sequence of feature maps, one per style of a multi-style network: the buffers then hold one Gram per style
+    ([S, C, C]) and :meth:`forward` takes each sample's style index, so every sample is measured against its own
+    painting.
     """
 
-    def __init__(self, style_features: Mapping[str, torch.Tensor], layer_weights: Mapping[str, float],
-                 bf16_products: bool = False) -> None:
+    def __init__(self, style_features: Mapping[str, torch.Tensor] | Sequence[Mapping[str, torch.Tensor]],
+                 layer_weights: Mapping[str, float], bf16_products: bool = False) -> None:
         super().__init__()
         self.bf16_products = bf16_products  # for the outputs' Grams only; the targets stay exact
-        missing = [name for name in layer_weights if name not in style_features]
+        per_style = [style_features] if isinstance(style_features, Mapping) else list(style_features)
+        if not per_style:
+            raise ValueError("style features of at least one style are needed")
+        missing = sorted({name for features in per_style for name in layer_weights if name not in features})
         if missing:
             raise ValueError(f"style features lack layer(s) {', '.join(missing)}")
         self.layer_weights = dict(layer_weights)
+        self.styles = len(per_style)
         for name in self.layer_weights:
             # Average over the style batch so several style images (or crops) give one target per layer.
-            gram = gram_matrix(style_features[name].detach()).mean(dim=0, keepdim=True)
-            self.register_buffer(f"gram_{name}", gram)
+            grams = [gram_matrix(features[name].detach()).mean(dim=0, keepdim=True) for features in per_style]
+            self.register_buffer(f"gram_{name}", torch.cat(grams))
 
     def target(self, layer: str) -> torch.Tensor:
-        """The style Gram for ``layer``, shape [1, C, C]."""
+        """The style Gram for ``layer``, shape [1, C, C] ([S, C, C] for S styles)."""
         return getattr(self, f"gram_{layer}")
 
     def per_layer(self, output: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Unweighted Gram distance per layer (useful for logging and tests)."""
+        """Unweighted Gram distance per layer (useful for logging and tests); a single-style loss only."""
+        if self.styles != 1:
+            raise ValueError(f"this loss holds {self.styles} styles: use per_sample with each sample's style")
         losses = {}
         for name in self.layer_weights:
             gram = gram_matrix(output[name], self.bf16_products)
             losses[name] = F.mse_loss(gram, self.target(name).expand_as(gram), reduction="mean")
         return losses
 
-    def forward(self, output: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def per_sample(self, output: Mapping[str, torch.Tensor], style_index: torch.Tensor) -> torch.Tensor:
+        """[N] weighted style loss of each sample against its own style's Grams (``style_index``: [N] ints)."""
+        total: torch.Tensor | None = None
+        for name, weight in self.layer_weights.items():
+            gram = gram_matrix(output[name], self.bf16_products)
+            target = self.target(name).index_select(0, style_index.to(gram.device))
+            term = weight * (gram - target).pow(2).mean(dim=(1, 2))
+            total = term if total is None else total + term
+        assert total is not None  # at least one layer (checked by the config)
+        return total
+
+    def forward(self, output: Mapping[str, torch.Tensor], style_index: torch.Tensor | None = None) -> torch.Tensor:
+        if style_index is not None:
+            return self.per_sample(output, style_index).mean()
         parts = self.per_layer(output)
         return sum(self.layer_weights[name] * value for name, value in parts.items())  # type: ignore[return-value]
 
@@ -111,11 +133,21 @@ class PerceptualLoss(nn.Module):
         output_image: torch.Tensor,
         output_features: Mapping[str, torch.Tensor],
         content_features: Mapping[str, torch.Tensor],
+        style_index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``style_index`` ([N] ints) picks each sample's style for a multi-style loss; the parts then include
+        ``style_per_sample`` ([N], weighted) so a trainer can log the loss of each style."""
+        if style_index is not None:
+            per_sample = self.weights.style * self.style.per_sample(output_features, style_index)
+            style = per_sample.mean()
+        else:
+            style = self.weights.style * self.style(output_features)
         parts = {
             "content": self.weights.content * self.content(output_features, content_features),
-            "style": self.weights.style * self.style(output_features),
+            "style": style,
             "tv": self.weights.tv * total_variation(output_image),
         }
         total = parts["content"] + parts["style"] + parts["tv"]
+        if style_index is not None:
+            parts["style_per_sample"] = per_sample
         return total, parts

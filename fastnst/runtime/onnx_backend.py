@@ -5,13 +5,20 @@
 GPU, so "available" is decided by creating a session and asking which provider it actually got; each failed try
 is summarised in the single log line that names the provider in use (ONNX Runtime's own messages are silenced
 while trying).
+
+A multi-style export has a second input, ``style_weights`` float32 [batch, styles] (its style names in the
+``fastnst.styles`` metadata); the backend holds one normalised mix and feeds it, repeated for every image of the
+batch, on each run.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,9 @@ from fastnst.utils.device import cuda_available
 from fastnst.utils.errors import BackendError, first_line, shorten
 
 log = logging.getLogger(__name__)
+
+STYLE_WEIGHTS_NAME = "style_weights"
+"""The second input of a multi-style export: float32 [batch, styles], one row of style weights per image."""
 
 _SOURCE_LOCATION = re.compile(r"\S*\.(?:cc|cpp|h):\d+ [\w:~<>]+\([^()]*\)\s*")
 
@@ -87,8 +97,9 @@ def _trt_cache_dir() -> Path:
     return default_cache_dir() / "tensorrt"
 
 
-def provider_candidates(device: str, precision: str) -> list[tuple[str, dict[str, str]]]:
-    """(provider, options) to try in order for ``device`` ("auto", "cpu", "cuda")."""
+def provider_candidates(device: str, precision: str, styles: int = 1) -> list[tuple[str, dict[str, str]]]:
+    """(provider, options) to try in order for ``device`` ("auto", "cpu", "cuda"); ``styles`` > 1 for a
+    multi-style graph (TensorRT needs a shape range for its ``style_weights`` input too)."""
     ort = _ort()
     if device == "cpu":
         return [(CPU, {})]
@@ -96,6 +107,9 @@ def provider_candidates(device: str, precision: str) -> list[tuple[str, dict[str
     candidates: list[tuple[str, dict[str, str]]] = []
     if TENSORRT in available:
         shapes = {f"trt_profile_{k}_shapes": f"{INPUT_NAME}:{v}" for k, v in TRT_PROFILE.items()}
+        if styles > 1:  # one row of weights per image, for the profile's batch sizes
+            shapes = {k: f"{v},{STYLE_WEIGHTS_NAME}:{v.split(':')[1].split('x')[0]}x{styles}"
+                      for k, v in shapes.items()}
         candidates.append((TENSORRT, {
             "trt_fp16_enable": str(precision in ("fp16", "int8")), "trt_engine_cache_enable": "True",
             "trt_engine_cache_path": str(_trt_cache_dir()), "trt_timing_cache_enable": "True",
@@ -129,10 +143,17 @@ def validate_model(path: str | os.PathLike[str]) -> dict[str, str]:
         raise BackendError(f"{label} is an ONNX model but not a fastnst style network (no fastnst metadata); "
                            "export one with `fastnst export`")
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) != 1 or len(outputs) != 1:
+    weights = [value for value in inputs if value.name == STYLE_WEIGHTS_NAME]
+    if len(inputs) - len(weights) != 1 or len(outputs) != 1:
         raise BackendError(f"{label} has {len(inputs)} inputs and {len(outputs)} outputs; a fastnst model has "
-                           "one of each")
-    for kind, value in (("input", inputs[0]), ("output", outputs[0])):
+                           f"one of each (and a multi-style one a {STYLE_WEIGHTS_NAME} input)")
+    image = next(value for value in inputs if value.name != STYLE_WEIGHTS_NAME)
+    if weights:
+        shape = weights[0].shape
+        if len(shape) != 2 or not isinstance(shape[1], int) or weights[0].type != "tensor(float)":
+            raise BackendError(f"{label} has input {STYLE_WEIGHTS_NAME} of type {weights[0].type} and shape "
+                               f"{shape}; a multi-style fastnst model takes float32 [N, styles]")
+    for kind, value in (("input", image), ("output", outputs[0])):
         shape = value.shape
         if len(shape) != 4 or shape[1] != 3 or value.type != "tensor(float)":
             raise BackendError(f"{label} has {kind} {value.name} of type {value.type} and shape {shape}; a fastnst "
@@ -145,17 +166,22 @@ class OnnxBackend:
 
     ``precision`` None runs the file as it is. "fp16" with an fp32 file runs TensorRT in fp16 mode, or converts
     the weights to fp16 in memory for the CUDA and CPU providers (as ``fastnst export --precision fp16`` does).
+    ``style_weights``: for a multi-style export, one weight per style of :attr:`styles` (normalised here; default
+    the first style), fed for every image; a single-style export accepts only ``[1.0]``.
     """
 
     name = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike[str], *, precision: str | None = None, device: str = "auto",
-                 threads: int | None = None, provider: str | None = None) -> None:
+                 threads: int | None = None, provider: str | None = None,
+                 style_weights: Sequence[float] | None = None) -> None:
         ort = _ort()
         self.path = Path(path)
         if self.path.is_file():
             verify_model_file(self.path)  # against model.json's SHA-256, before ONNX Runtime reads it
         self.metadata = validate_model(self.path)
+        self.styles = self._style_names()
+        self.set_style_weights(style_weights)
         file_precision = self.metadata.get("fastnst.precision", "fp32")
         self.precision = precision or file_precision
         if self.precision not in ("fp32", "fp16", "int8"):
@@ -173,9 +199,10 @@ class OnnxBackend:
         try:
             if device != "cpu":
                 _preload_cuda_libraries(ort)
-            candidates = provider_candidates(device, self.precision)
+            styles = len(self.styles) if self._multi_style else 1
+            candidates = provider_candidates(device, self.precision, styles)
             if provider is not None:  # one provider only (benchmarks compare them)
-                candidates = [c for c in provider_candidates("cuda", self.precision) + [(CPU, {})]
+                candidates = [c for c in provider_candidates("cuda", self.precision, styles) + [(CPU, {})]
                               if c[0] == provider] or [(provider, {})]
             for name, options in candidates:
                 source: bytes | str = str(self.path)
@@ -206,6 +233,39 @@ class OnnxBackend:
         note = f" ({'; '.join(dict.fromkeys(failures))})" if failures else ""
         log.info("onnxruntime: running %s %s on %s%s", self.path.name, self.precision, self.device, note)
 
+    def _style_names(self) -> list[str]:
+        """The export's style names: ``fastnst.styles`` for a multi-style graph, else its one style."""
+        self._multi_style = "fastnst.styles" in self.metadata
+        if not self._multi_style:
+            return [self.metadata.get("fastnst.style", self.path.stem)]
+        try:
+            names = json.loads(self.metadata["fastnst.styles"])
+        except ValueError:
+            names = None
+        if not isinstance(names, list) or len(names) < 2:
+            raise BackendError(f"{self.path} has unreadable fastnst.styles metadata; export it again")
+        return [str(name) for name in names]
+
+    def set_style_weights(self, weights: Sequence[float] | None) -> None:
+        """Run the style mix ``weights`` (one per style of :attr:`styles`, normalised; None: the first style)."""
+        count = len(self.styles)
+        if weights is None:
+            weights = [1.0] + [0.0] * (count - 1)
+        values = [float(w) for w in weights]
+        if not self._multi_style:
+            if len(values) != 1 or not math.isclose(values[0], 1.0, rel_tol=1e-6):
+                raise BackendError(f"{self.path} holds one style; it takes no style weights (got {values})",
+                                   setting="style")
+        elif len(values) != count:
+            raise BackendError(f"{self.path} holds {count} styles ({', '.join(self.styles)}); got "
+                               f"{len(values)} style weights", setting="style")
+        if any(not math.isfinite(w) or w < 0 for w in values) or sum(values) <= 0:
+            raise BackendError(f"style weights must be finite, not negative and not all zero (got {values})",
+                               setting="mix")
+        total = sum(values)
+        self.style_weights = [w / total for w in values]
+        self._weights_row = np.asarray(self.style_weights, dtype=np.float32)[None]
+
     def disable_memory_arena(self) -> None:
         """On the CPU provider, re-create the session without ONNX Runtime's CPU memory arena.
 
@@ -223,7 +283,10 @@ class OnnxBackend:
         if min(h, w) < MIN_INTERNAL_SIDE:  # the graph pads to multiples of 4 itself but needs 16 px for that
             batch, h, w = pad_for_network(batch)
         array = np.ascontiguousarray(batch.detach().to("cpu", torch.float32).numpy())
-        out = self.session.run([OUTPUT_NAME], {INPUT_NAME: array})[0]  # type: ignore[union-attr]
+        feed = {INPUT_NAME: array}
+        if self._multi_style:
+            feed[STYLE_WEIGHTS_NAME] = np.repeat(self._weights_row, array.shape[0], axis=0)
+        out = self.session.run([OUTPUT_NAME], feed)[0]  # type: ignore[union-attr]
         return torch.from_numpy(out[..., :h, :w]).clamp_(0.0, 1.0)
 
 

@@ -3,7 +3,8 @@
 ``auto`` picks the fastest backend that can run the request: ONNX Runtime when it is installed and the model has
 an ONNX export of that precision (faster than PyTorch on the CPUs measured, see docs/benchmarks.md; on GPUs it adds
 TensorRT), otherwise PyTorch; bf16 only runs on PyTorch. Precision ``auto`` is
-fp32 on CPUs (exact) and fp16 on GPUs; an ``.onnx`` file given directly runs in its own precision.
+fp32 on CPUs (exact) and fp16 on GPUs; an ``.onnx`` file given directly runs in its own precision. A multi-style
+model chooses the same way: its export takes the style mix as an input; PyTorch runs it baked.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import os
 from pathlib import Path
 
 from fastnst.model.files import ONNX_FILES, ModelInfo, find_model, load_model
-from fastnst.model.transformer import TransformerSpec
+from fastnst.model.mixing import Mix, model_styles, style_weights
+from fastnst.model.transformer import TransformerSpec, bake
 from fastnst.runtime.base import Backend
 from fastnst.utils.errors import BackendError
 
@@ -38,11 +40,14 @@ def onnx_file(folder: Path, precision: str) -> Path | None:
 
 
 def load_backend(model: str | os.PathLike[str], *, backend: str = "auto", precision: str = "auto",
-                 device: str = "auto", threads: int | None = None,
-                 compile: bool = False) -> tuple[Backend, ModelInfo]:
+                 device: str = "auto", threads: int | None = None, compile: bool = False,
+                 style: str | None = None, mix: Mix | None = None) -> tuple[Backend, ModelInfo]:
     """Build the backend for ``model`` (a name, folder, .safetensors or .onnx file) and describe the model.
 
-    ``compile`` (torch.compile) needs the torch backend, so with ``backend="auto"`` it picks PyTorch.
+    ``compile`` (torch.compile) needs the torch backend, so with ``backend="auto"`` it picks PyTorch. ``style``
+    or ``mix`` pick what a multi-style model runs (default: its first style; see
+    :func:`fastnst.model.mixing.style_weights`): on PyTorch the network is baked for it into a single-style one,
+    which every inference path runs unchanged; ONNX Runtime feeds the weights to the export's ``style_weights``.
     """
     from fastnst.runtime.torch_backend import TorchBackend
     from fastnst.utils.device import default_inference_precision, resolve_device
@@ -65,7 +70,7 @@ def load_backend(model: str | os.PathLike[str], *, backend: str = "auto", precis
         if backend == "torch":
             raise BackendError(f"{model} is an ONNX file; the torch backend needs the model's .safetensors")
         # An ONNX file runs in its own precision unless one is asked for.
-        return _onnx(Path(model), None if precision == "auto" else precision, device, threads)
+        return _onnx(Path(model), None if precision == "auto" else precision, device, threads, style=style, mix=mix)
     if precision == "auto":
         precision = default_inference_precision(target)
 
@@ -87,17 +92,29 @@ def load_backend(model: str | os.PathLike[str], *, backend: str = "auto", precis
             raise BackendError(f"{weights.parent} has no {ONNX_FILES.get(precision, 'ONNX file')} for {precision}; "
                                f"make it with `fastnst export -m {model} --precision "
                                f"{precision if precision in ONNX_FILES else 'fp32'}`")
-        onnx_backend, _ = _onnx(exported, precision, device, threads)
         _, info = load_model(weights, device="cpu")
+        mixture = style_weights(info.styles, style=style, mix=mix)  # a style the model does not hold is refused
+        onnx_backend, _ = _onnx(exported, precision, device, threads)
+        held = onnx_backend.styles  # type: ignore[attr-defined]
+        if (len(held) > 1 or len(info.styles) > 1) and held != info.styles:  # exported before styles were added
+            raise BackendError(f"{exported.name} holds the styles {', '.join(held)} but the model holds "
+                               f"{', '.join(info.styles)}; export it again with `fastnst export -m {model}`")
+        onnx_backend.set_style_weights(mixture)  # type: ignore[attr-defined]
         return onnx_backend, info
     net, info = load_model(weights, device=target)
+    net = bake(net, style_weights(info.styles, style=style, mix=mix))
     return TorchBackend(net, device=str(target), precision=precision, compile=compile), info
 
 
-def _onnx(path: Path, precision: str | None, device: str, threads: int | None) -> tuple[Backend, ModelInfo]:
+def _onnx(path: Path, precision: str | None, device: str, threads: int | None, *, style: str | None = None,
+          mix: Mix | None = None) -> tuple[Backend, ModelInfo]:
+    """The ONNX Runtime backend for ``path`` and the model's description from the file's metadata; ``style`` or
+    ``mix`` pick what a multi-style export runs (refused for names the file does not hold)."""
     from fastnst.runtime.onnx_backend import OnnxBackend
 
     runner = OnnxBackend(path, precision=precision, device=device, threads=threads)
+    if style is not None or mix:
+        runner.set_style_weights(style_weights(runner.styles, style=style, mix=mix))
     meta = runner.metadata
     try:
         spec = TransformerSpec(**json.loads(meta.get("fastnst.spec", "{}")))
@@ -105,4 +122,6 @@ def _onnx(path: Path, precision: str | None, device: str, threads: int | None) -
         card["config"] = json.loads(meta.get("fastnst.training_config", "{}"))
     except (TypeError, ValueError):
         raise BackendError(f"{path} has unreadable fastnst metadata") from None
+    if runner.styles != model_styles(card, meta.get("fastnst.style", path.stem)):
+        card["styles"] = [{"name": name} for name in runner.styles]  # fastnst.styles is what the graph's input uses
     return runner, ModelInfo(name=meta.get("fastnst.style", path.stem), spec=spec, metadata=card)

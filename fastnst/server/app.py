@@ -37,6 +37,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from fastnst._version import __version__
+from fastnst.model.files import WEIGHTS_FILE
+from fastnst.model.mixing import parse_mix, style_weights
 from fastnst.runtime.color import Controls, apply_controls
 from fastnst.runtime.margin import add_margin
 from fastnst.server.admission import AdmissionController, PixelGate, Refusal, ServiceEstimate
@@ -60,7 +62,7 @@ from fastnst.server.schemas import (
 )
 from fastnst.server.settings import API_KEY_HEADER, ServerSettings
 from fastnst.utils.device import resolve_device
-from fastnst.utils.errors import ImageError
+from fastnst.utils.errors import FastNSTError, ImageError
 from fastnst.utils.images import image_to_tensor, open_image_bytes, resize_max_side, tensor_to_image
 
 log = logging.getLogger("fastnst.server")
@@ -222,9 +224,17 @@ async def _trim_when_idle(state: ServerState) -> None:
 
 
 def _run_batch(state: ServerState, key: Hashable, batch: torch.Tensor) -> torch.Tensor:
-    """On the inference thread: one backend call for a batch of same-size images of one model."""
-    name = key[0]  # type: ignore[index]
-    return state.registry.models[name].backend.stylize(batch)
+    """On the inference thread: one backend call for a batch of same-size images of one model and style mix."""
+    name, weights = key[0], key[1]  # type: ignore[index]
+    model = state.registry.models[name]
+
+    def load(mix: dict[str, float]) -> Any:
+        backend, _ = server_backends(state.factory, state.estimate)(model.folder / WEIGHTS_FILE, state.device,
+                                                                     mix=mix)
+        backend.loaded()  # the model's estimate is seeded already: no timed second run
+        return backend
+
+    return model.backend_for(weights, load).stylize(batch)
 
 
 # ------------------------------------------------------------------------------------------------- probes, page
@@ -275,7 +285,7 @@ async def list_models(request: Request, state: Annotated[ServerState, Depends(ge
     for name, model in sorted(state.registry.models.items()):
         backend = {"name": model.backend.name, "device": model.backend.device,
                    "precision": model.backend.precision}
-        cards.append(ModelCard(name=name, style=model.style(), backends=[backend],
+        cards.append(ModelCard(name=name, style=model.style(), styles=model.styles(), backends=[backend],
                                thumbnail=str(request.url_for("thumbnail", name=name).path),
                                metadata=model.public_metadata()))
     return ModelList(models=cards)
@@ -324,6 +334,7 @@ async def stylize(request: Request, state: Annotated[ServerState, Depends(get_st
     del body
     options = _options(request, fields)
     model = _pick_model(state, options.model)
+    weights = _style_weights(model, options)
     max_side = options.max_side or settings.max_side
     if max_side > settings.max_side_limit:
         raise ApiError(422, f"max_side {max_side} exceeds this server's limit of {settings.max_side_limit}",
@@ -337,8 +348,8 @@ async def stylize(request: Request, state: Annotated[ServerState, Depends(get_st
     state.metrics.in_flight.inc()
     deadline = time.monotonic() + settings.request_timeout_s
     # A large photo downscaled by max_side is decoded whole first: it holds the gate for whichever is larger.
-    work = asyncio.ensure_future(_stylize(state, model, data, filename, options, max_side, max(pixels, decoded),
-                                          deadline))
+    work = asyncio.ensure_future(_stylize(state, model, weights, data, filename, options, max_side,
+                                          max(pixels, decoded), deadline))
     departed = asyncio.ensure_future(_client_gone(request))
     del data
     try:
@@ -413,18 +424,18 @@ def _network_pixels(size: tuple[int, int], max_side: int, margin: int) -> int:
     return padded_h * padded_w
 
 
-async def _stylize(state: ServerState, model: Any, data: bytes, filename: str, options: StylizeOptions,
-                   max_side: int, gate_pixels: int, deadline: float) -> Response:
+async def _stylize(state: ServerState, model: Any, weights: tuple[float, ...], data: bytes, filename: str,
+                   options: StylizeOptions, max_side: int, gate_pixels: int, deadline: float) -> Response:
     assert state.gate is not None and state.batcher is not None
     await state.gate.acquire(gate_pixels)  # decode only when the network is about to take it
     try:
-        return await _stylize_decoded(state, model, data, filename, options, max_side, deadline)
+        return await _stylize_decoded(state, model, weights, data, filename, options, max_side, deadline)
     finally:
         state.gate.release(gate_pixels)
 
 
-async def _stylize_decoded(state: ServerState, model: Any, data: bytes, filename: str, options: StylizeOptions,
-                           max_side: int, deadline: float) -> Response:
+async def _stylize_decoded(state: ServerState, model: Any, weights: tuple[float, ...], data: bytes, filename: str,
+                           options: StylizeOptions, max_side: int, deadline: float) -> Response:
     settings = state.settings
 
     def prepare() -> tuple[torch.Tensor, Image.Image | None]:
@@ -442,7 +453,8 @@ async def _stylize_decoded(state: ServerState, model: Any, data: bytes, filename
     del framed
     assert state.batcher is not None
     try:
-        stylized = await state.batcher.submit((model.name, padded_h, padded_w, mode), padded, deadline=deadline)
+        stylized = await state.batcher.submit((model.name, weights, padded_h, padded_w, mode), padded,
+                                              deadline=deadline)
     except QueueFull:
         state.metrics.rejected.labels("queue_full").inc()
         raise ApiError(503, "server busy; retry later", error="overloaded",
@@ -521,6 +533,17 @@ def _find_model(state: ServerState, name: str) -> Any:
     available = ", ".join(sorted(state.registry.models)) or "none"
     shown = name if len(name) <= 80 else name[:77] + "..."
     raise ApiError(404, f"unknown model {shown!r}; available: {available}")
+
+
+def _style_weights(model: Any, options: StylizeOptions) -> tuple[float, ...]:
+    """The request's style or mix as one weight per style of the model (rounded, so blends share batches and
+    loaded copies); 422 for names the model does not hold."""
+    try:
+        mix = parse_mix(options.mix) if options.mix else None
+        weights = style_weights(model.info.styles, style=options.style, mix=mix)
+    except FastNSTError as exc:
+        raise ApiError(422, str(exc), error="invalid_request") from None
+    return tuple(round(weight, 4) for weight in weights)
 
 
 def _pick_model(state: ServerState, name: str | None) -> Any:

@@ -19,10 +19,12 @@ from fastnst.server.admission import ServiceEstimate
 from fastnst.server.registry import BackendFactory
 
 
-def load_backend(weights: Path, device: str, threads: int = 0) -> tuple[Backend, ModelInfo]:
+def load_backend(weights: Path, device: str, threads: int = 0,
+                 mix: dict[str, float] | None = None) -> tuple[Backend, ModelInfo]:
     """Load one model file into a backend (the default ``backend_factory`` of the app); ``threads`` 0 = every
-    core."""
-    return load_runtime_backend(weights, backend="auto", precision="auto", device=device, threads=threads or None)
+    core; ``mix`` picks a multi-style model's style or blend (default: its first style)."""
+    return load_runtime_backend(weights, backend="auto", precision="auto", device=device, threads=threads or None,
+                                mix=mix)
 
 
 class WarmupTimed:
@@ -56,8 +58,8 @@ class WarmupTimed:
 def server_backends(factory: BackendFactory, estimate: ServiceEstimate) -> BackendFactory:
     """The factory as the server uses it: working memory returned after each run, warm-up timed."""
 
-    def load(weights: Path, device: str) -> tuple[Any, Any]:
-        backend, info = factory(weights, device)
+    def load(weights: Path, device: str, **style: Any) -> tuple[Any, Any]:
+        backend, info = factory(weights, device, **style)
         release_memory = getattr(backend, "disable_memory_arena", None)
         if callable(release_memory):
             release_memory()

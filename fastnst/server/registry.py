@@ -25,8 +25,11 @@ from fastnst.utils.images import image_to_tensor, tensor_to_image
 
 log = logging.getLogger("fastnst.server")
 
-BackendFactory = Callable[[Path, str], tuple[Backend, ModelInfo]]
-"""(weights file, device) -> (backend, model info); the app's seam for other runtimes and for tests."""
+BackendFactory = Callable[..., tuple[Backend, ModelInfo]]
+"""(weights file, device) -> (backend, model info); the app's seam for other runtimes and for tests. For a
+multi-style model it is also called with ``mix=`` (style name -> weight) to load another style or blend."""
+MAX_MIXES = 8
+"""Styles or blends of one multi-style model kept loaded at once (each a baked copy of the network)."""
 
 STATIC_DIR = Path(__file__).with_name("static")
 THUMBNAIL_SOURCE = STATIC_DIR / "thumbnail_source.jpg"  # CC0 photo, see samples/CREDITS.md (castle.jpg)
@@ -47,11 +50,34 @@ class ServedModel:
     load_seconds: float
     thumbnail: bytes = b""
     thumbnail_type: str = "image/jpeg"
+    mixes: dict[tuple[float, ...], Backend] = field(default_factory=dict)
 
     def style(self) -> dict[str, Any]:
         meta = self.info.metadata
         image = meta.get("style_image")
         return {"name": str(meta.get("style_name") or self.name), "image": Path(image).name if image else None}
+
+    def styles(self) -> list[dict[str, Any]]:
+        """Every style the model holds, with its painting's file name when recorded."""
+        listed = self.info.metadata.get("styles")
+        if not (isinstance(listed, list) and len(listed) > 1):
+            return [self.style()]
+        return [{"name": name, "image": Path(str(entry.get("image"))).name
+                 if isinstance(entry, dict) and entry.get("image") else None}
+                for name, entry in zip(self.info.styles, listed, strict=True)]
+
+    def backend_for(self, weights: tuple[float, ...], load: Callable[[dict[str, float]], Backend]) -> Backend:
+        """The backend running the style mix ``weights`` (one per style): the loaded one for the first style,
+        others loaded by ``load`` on first use and kept, the least recently used dropped beyond MAX_MIXES."""
+        if len(weights) < 2 or weights == (1.0,) + (0.0,) * (len(weights) - 1):
+            return self.backend
+        backend = self.mixes.pop(weights, None)
+        if backend is None:
+            backend = load(dict(zip(self.info.styles, weights, strict=True)))
+            while len(self.mixes) >= MAX_MIXES:
+                self.mixes.pop(next(iter(self.mixes)))
+        self.mixes[weights] = backend  # most recently used last
+        return backend
 
     def public_metadata(self) -> dict[str, Any]:
         return {key: self.info.metadata[key] for key in PUBLIC_METADATA if key in self.info.metadata}

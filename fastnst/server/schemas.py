@@ -7,8 +7,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 OutputFormatName = Literal["jpeg", "png", "webp"]
-OPTION_NAMES: tuple[str, ...] = ("model", "strength", "preserve_color", "max_side", "format", "quality")
-"""Stylize options; each may be a query parameter or, in a multipart upload, a form field."""
 
 
 class ErrorBody(BaseModel):
@@ -47,6 +45,8 @@ class BackendInfo(BaseModel):
 class ModelCard(BaseModel):
     name: str = Field(description="the value to pass as `model`")
     style: StyleInfo
+    styles: list[StyleInfo] = Field(description="the styles the model holds: one, or several for a multi-style "
+                                                "model (choose with the `style` or `mix` options)")
     backends: list[BackendInfo] = Field(description="backends serving this model")
     thumbnail: str = Field(description="URL of a small preview of the style")
     metadata: dict[str, Any] = Field(description="training facts from model.json (architecture, steps, losses, "
@@ -71,6 +71,16 @@ class StylizeOptions(BaseModel):
     format: OutputFormatName | None = Field(None, description="output format (default: png for images with "
                                                              "transparency, else jpeg)")
     quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality")
+    style: str | None = Field(None, min_length=1, max_length=200,
+                              description="multi-style models: the style to apply (default: the model's first; "
+                                          "GET /v1/models lists each model's styles)")
+    mix: str | None = Field(None, min_length=3, max_length=2000,
+                            description="multi-style models: a blend of styles, NAME=WEIGHT,NAME=WEIGHT (e.g. "
+                                        "starry_night=0.7,great_wave=0.3; weights are normalised)")
+
+
+OPTION_NAMES: tuple[str, ...] = tuple(StylizeOptions.model_fields)
+"""Stylize options; each may be a query parameter or, in a multipart upload, a form field."""
 
 
 def option_schemas(max_side_limit: int) -> dict[str, dict[str, Any]]:

@@ -33,6 +33,13 @@ class TrainConfig:
     # --- what to learn
     style_image: str = option("", "painting whose style is learned", path=True)
     style_name: str = option("", "name of the style (default: the config file's or style image's stem)")
+    style_images: tuple[str, ...] = option(
+        (), "several paintings: one network learns them all (on the command line: --style-image repeated)",
+        path=True)
+    style_names: tuple[str, ...] = option(
+        (), "names of style_images' styles, same order (default: their stems; --style-name repeated)")
+    base: str = option("", "model (name, folder or .safetensors) to add the style image(s) to: only the new styles' "
+                       "norm scales and shifts are learned, width and residual_blocks are the base's")
     style_size: int = option(0, "resize the style image so its longer side is this many px (0 = keep)")
     data_dir: str = option(
         "", "folder of training photos, searched recursively (COCO-style train2014/ works)", path=True
@@ -111,7 +118,26 @@ class TrainConfig:
             out.append("holdout_every = 1 would hold out every photo; use 0 (none) or ≥ 2")
         if self.image_size < 32:
             out.append(f"image_size must be at least 32 px for VGG, got {self.image_size}")
+        if self.style_images and self.style_image:
+            out.append("give style_image (one painting) or style_images (several), not both")
+        if self.style_names and len(self.style_names) != len(self.style_images):
+            out.append(f"style_names has {len(self.style_names)} entries but style_images has "
+                       f"{len(self.style_images)}")
+        names = self.style_names or tuple(Path(image).stem for image in self.style_images)
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            out.append(f"style names must differ; {', '.join(duplicates)} is given more than once (set style_names)")
+        if any(not name or "+" in name for name in self.style_names):
+            out.append("style_names must be non-empty and hold no '+' (it joins the names of a multi-style model)")
         return out
+
+    @property
+    def paintings(self) -> tuple[tuple[str, str], ...]:
+        """(name, image path) of every style this run learns, in style order (one for a single-style run)."""
+        if not self.style_images:
+            return ((self.style_name, self.style_image),)
+        names = self.style_names or tuple(Path(image).stem for image in self.style_images)
+        return tuple(zip(names, self.style_images, strict=True))
 
     @property
     def resolved_output_dir(self) -> Path:
@@ -161,11 +187,24 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str,
         values.update(_read_toml(Path(path)))
     for key, value in (overrides or {}).items():
         values[key] = coerce(key, value, "command line")
+    source = str(path or "command line")
+    images = values.get("style_images") or ()
+    if len(images) == 1 and not values.get("style_image"):  # one painting: exactly today's single-style run
+        values["style_image"] = images[0]
+        names = values.pop("style_names", ()) or ()
+        if len(names) > 1:
+            raise ConfigError(f"{source}: style_names has {len(names)} entries but style_images has 1")
+        if names and not values.get("style_name"):
+            values["style_name"] = names[0]
+        values["style_images"] = ()
+    if len(values.get("style_images") or ()) > 1 and not values.get("style_name") and path is None:
+        names = values.get("style_names") or tuple(Path(image).stem for image in values["style_images"])
+        values["style_name"] = "+".join(names)
     if not values.get("style_name"):
         stem = Path(path).stem if path is not None else Path(values.get("style_image", "") or "style").stem
         values["style_name"] = stem
-    if not values.get("style_image"):
-        raise ConfigError(f"{path or 'command line'}: 'style_image' is required (a painting's path)")
+    if not values.get("style_image") and not values.get("style_images"):
+        raise ConfigError(f"{source}: 'style_image' (or 'style_images') is required (a painting's path)")
     if not values.get("data_dir"):
         raise ConfigError(f"{path or 'command line'}: 'data_dir' is required (a folder of training photos)")
     return TrainConfig(**values)

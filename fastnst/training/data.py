@@ -113,6 +113,18 @@ class PhotoCrops(Dataset):
         raise DatasetError(f"{_MAX_REPLACEMENTS} consecutive unreadable images in {self.files[index].parent}")
 
 
+def draw_styles(seed: int, step: int, batch_size: int, styles: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """The style (0 … ``styles``-1) of each sample this rank trains at ``step``.
+
+    The step's global batch (every rank's samples in rank order) walks a fresh seeded permutation of the styles
+    cyclically, so each style appears ⌊B·W/S⌋ or ⌈B·W/S⌉ times per step, which ones get the extra sample changes
+    from step to step, and the draw is a pure function of (seed, step): a resumed run draws what it would have.
+    """
+    order = torch.randperm(styles, generator=_generator(seed, 3, step)).tolist()
+    first = rank * batch_size
+    return [order[(first + index) % styles] for index in range(batch_size)]
+
+
 class StepBatches:
     """Batch sampler: for each step from ``start_step``, the positions this rank loads."""
 

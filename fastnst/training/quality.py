@@ -58,7 +58,8 @@ def load_eval_image(path: str | os.PathLike[str], short_side: int = EVAL_SHORT_S
 def untrained_network(config: TrainConfig) -> TransformerNet:
     """The network exactly as the trainer initialises it (same seed, same spec): the run at step 0."""
     torch.manual_seed(config.seed)
-    return TransformerNet(TransformerSpec(width=config.width, residual_blocks=config.residual_blocks)).eval()
+    spec = TransformerSpec(width=config.width, residual_blocks=config.residual_blocks, styles=len(config.paintings))
+    return TransformerNet(spec).eval()
 
 
 def config_of(metadata: Mapping[str, object]) -> TrainConfig:

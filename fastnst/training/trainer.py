@@ -1,4 +1,9 @@
-"""The trainer: Johnson et al. 2016 perceptual-loss training of a transform network for one style.
+"""The trainer: Johnson et al. 2016 perceptual-loss training of a transform network for one style or several.
+
+Several paintings train one network with conditional instance norm (Dumoulin et al. 2017): each sample of a step
+draws a style (balanced over the batch, seeded from the step) and is measured against its own painting's Grams.
+With a ``base`` model, only the new styles' norm rows learn; every other weight, and the base styles' rows, stay
+bit-equal.
 
 A run is a pure function of its config: model init, data order and crops are seeded, and checkpoints carry the
 model, optimizer, grad scaler, RNG states and step (the data position is derived from the step), so a run killed
@@ -21,16 +26,16 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fastnst.model.files import save_model
-from fastnst.model.transformer import TransformerNet, TransformerSpec
+from fastnst.model.files import load_model, save_model
+from fastnst.model.transformer import TransformerNet, TransformerSpec, extend
 from fastnst.perceptual.losses import ContentLoss, LossWeights, PerceptualLoss, StyleLoss
 from fastnst.perceptual.vgg import VGGFeatures
 from fastnst.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from fastnst.training.config import TrainConfig, config_from_dict, config_to_toml
-from fastnst.training.data import CropSpec, PhotoCrops, StepBatches, make_loader
+from fastnst.training.data import CropSpec, PhotoCrops, StepBatches, draw_styles, make_loader
 from fastnst.utils.atomic import atomic_write_text
 from fastnst.utils.device import autocast_dtype, resolve_device
-from fastnst.utils.errors import CheckpointError
+from fastnst.utils.errors import CheckpointError, ConfigError, FastNSTError
 from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side
 
 logger = logging.getLogger("fastnst.training.trainer")
@@ -42,7 +47,7 @@ PREVIEW_MAX_SIDE = 256
 RESUME_MUST_MATCH = ("style_image", "style_size", "data_dir", "holdout_every", "width", "residual_blocks", "vgg",
                      "content_layer", "style_layers", "style_layer_weights", "content_weight", "style_weight",
                      "tv_weight", "image_size", "batch_size", "learning_rate", "schedule", "warmup_steps",
-                     "min_lr_ratio", "seed")
+                     "min_lr_ratio", "seed", "style_images", "style_names", "base")
 
 
 @dataclass
@@ -104,14 +109,59 @@ def init_distributed(config: TrainConfig) -> DistContext:
     return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
 
 
-def load_style_tensor(config: TrainConfig) -> torch.Tensor:
-    image = load_rgb(config.style_image, max_pixels=config.max_pixels)
+def load_style_tensor(config: TrainConfig, path: str | None = None) -> torch.Tensor:
+    """The painting ``path`` (default: the config's ``style_image``) as [1, 3, H, W], resized to ``style_size``."""
+    image = load_rgb(path or config.style_image, max_pixels=config.max_pixels)
     if config.style_size:
         longer = max(image.size)
         scale = config.style_size / longer
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                              resample=3)  # bicubic, up or down
     return image_to_tensor(image)
+
+
+def base_styles(metadata: dict[str, Any], default_name: str) -> list[dict[str, str]]:
+    """The styles a model holds, as model.json's ``styles`` entries: its own list, or a single-style model's
+    ``style_name`` and ``style_image``."""
+    listed = metadata.get("styles")
+    if isinstance(listed, list) and listed:
+        return [{"name": str(entry.get("name", "")), "image": str(entry.get("image", ""))} for entry in listed]
+    return [{"name": str(metadata.get("style_name") or default_name), "image": str(metadata.get("style_image", ""))}]
+
+
+@dataclass
+class StyleSetup:
+    """The network a run starts from and which of its styles it learns."""
+
+    model: TransformerNet
+    styles: list[dict[str, str]]  # every style of the network, in row order: {"name", "image"}
+    learned: list[int]  # the style rows this run samples and learns (all of them, or a base's new ones)
+    frozen_rows: int  # leading norm rows that must not change (the base's styles); 0 without a base
+
+
+def build_network(config: TrainConfig) -> StyleSetup:
+    """The initial network: fresh and seeded (one style or several), or a base model grown by the new styles."""
+    new_styles = [{"name": name, "image": Path(image).name} for name, image in config.paintings]
+    torch.manual_seed(config.seed)
+    if not config.base:
+        spec = TransformerSpec(width=config.width, residual_blocks=config.residual_blocks, styles=len(new_styles))
+        return StyleSetup(TransformerNet(spec), new_styles, list(range(len(new_styles))), 0)
+    try:
+        base, info = load_model(config.base)
+    except FastNSTError as exc:
+        raise ConfigError(f"base model: {exc}", setting="base") from None
+    old = base_styles(info.metadata, info.name)
+    if len(old) != base.spec.styles:
+        raise ConfigError(f"base model {config.base} lists {len(old)} styles in its metadata but its network holds "
+                          f"{base.spec.styles}", setting="base")
+    taken = sorted({style["name"] for style in old} & {style["name"] for style in new_styles})
+    if taken:
+        raise ConfigError(f"base model {config.base} already holds a style named {', '.join(taken)}; "
+                          f"its styles: {', '.join(s['name'] for s in old)} (choose another --style-name)",
+                          setting="style_name")
+    model = extend(base.float(), len(new_styles))
+    first_new = len(old)
+    return StyleSetup(model, old + new_styles, list(range(first_new, first_new + len(new_styles))), first_new)
 
 
 class TrainingStopped(Exception):
@@ -146,10 +196,22 @@ class Trainer:
         self.checkpoint_path = self.output_dir / "checkpoints" / CHECKPOINT_NAME
         self.previous_path = self.checkpoint_path.with_name(PREVIOUS_CHECKPOINT_NAME)
 
-        torch.manual_seed(config.seed)
-        self.spec = TransformerSpec(width=config.width, residual_blocks=config.residual_blocks)
-        self.model = TransformerNet(self.spec).to(self.device, memory_format=self.memory_format)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
+        setup = build_network(config)
+        if config.base:  # the base decides the architecture; the saved config says what was trained
+            config = self.config = config.replace(width=setup.model.spec.width,
+                                                  residual_blocks=setup.model.spec.residual_blocks)
+        self.spec = setup.model.spec
+        self.styles, self.learned, self.frozen_rows = setup.styles, setup.learned, setup.frozen_rows
+        self.model = setup.model.to(self.device, memory_format=self.memory_format)
+        self.norm_rows: list[nn.Parameter] = []  # conditional norm tensors whose leading rows stay frozen
+        if config.base:
+            for name, parameter in self.model.named_parameters():
+                learned = name in self.model.style_keys()
+                parameter.requires_grad_(learned)
+                if learned:
+                    self.norm_rows.append(parameter)
+        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad],
+                                          lr=config.learning_rate)
         # fp16 needs loss scaling; for bf16 and fp32 the scaler is a no-op, so the loop has no precision branches.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
@@ -160,12 +222,13 @@ class Trainer:
             weights=config.vgg,
             weights_path=config.vgg_weights or None,
         ).to(self.device, memory_format=self.memory_format)
-        style = load_style_tensor(config).to(self.device)
-        with torch.no_grad():
-            style_features = self.vgg(style, layers=tuple(config.style_layers))
+        with torch.no_grad():  # each learned style's Grams, once: slot k of the loss is style self.learned[k]
+            style_features = [self.vgg(load_style_tensor(config, image).to(self.device),
+                                       layers=tuple(config.style_layers)) for _, image in config.paintings]
         self.loss = PerceptualLoss(
             ContentLoss(config.content_layer),
-            StyleLoss(style_features, dict(zip(config.style_layers, config.style_layer_weights, strict=False))),
+            StyleLoss(style_features[0] if self.spec.styles == 1 else style_features,
+                      dict(zip(config.style_layers, config.style_layer_weights, strict=False))),
             LossWeights(config.content_weight, config.style_weight, config.tv_weight),
         ).to(self.device)
 
@@ -236,6 +299,10 @@ class Trainer:
             )
         if payload["spec"] != self.spec.to_dict():
             raise CheckpointError(f"{source} holds another architecture: {payload['spec']}")
+        saved_styles = [entry["name"] for entry in payload.get("styles", self.styles)]
+        if saved_styles != [entry["name"] for entry in self.styles]:
+            raise CheckpointError(f"cannot resume: {source} holds the styles {', '.join(saved_styles)}, this run "
+                                  f"{', '.join(entry['name'] for entry in self.styles)} (has the base changed?)")
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scaler.load_state_dict(payload["scaler"])
@@ -257,6 +324,7 @@ class Trainer:
             "step": self.step,
             "config": self.config.to_dict(),
             "spec": self.spec.to_dict(),
+            **({"styles": self.styles} if self.spec.styles > 1 else {}),
             "elapsed_seconds": self.elapsed,
             "skipped_files": sorted(self.skipped),
             "recent_losses": self.recent,
@@ -265,6 +333,8 @@ class Trainer:
 
     # --- loop
     def _train_step(self, batch: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:
+        """One optimizer step; returns the detached losses (with ``style_per_sample`` and ``slots`` for several
+        styles)."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if self.config.compile == "reduce-overhead":
@@ -272,17 +342,42 @@ class Trainer:
         x = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
                     else contextlib.nullcontext())
+        slots = None
+        if self.spec.styles > 1:
+            drawn = draw_styles(self.config.seed, self.step, x.shape[0], len(self.learned), self.dist.rank,
+                                self.dist.world_size)
+            slots = torch.tensor(drawn, device=self.device)
+            rows = torch.tensor([self.learned[slot] for slot in drawn], device=self.device)
+            style_weights = torch.nn.functional.one_hot(rows, self.spec.styles).float()  # [B, styles]
         with autocast:
-            y = self.ddp_model(x)
+            y = self.ddp_model(x) if slots is None else self.ddp_model(x, style_weights)
             output_features = self.vgg_fn(y)
             with torch.no_grad():
                 content_features = self.vgg_fn(x, layers=(self.config.content_layer,))
-        total, parts = self.loss(y, output_features, content_features)  # fp32, outside autocast
+        total, parts = self.loss(y, output_features, content_features, slots)  # fp32, outside autocast
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
+        for parameter in self.norm_rows:  # Adam without weight decay: zero gradients leave the rows bit-equal
+            if parameter.grad is not None:
+                parameter.grad[: self.frozen_rows].zero_()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return {"total": total.detach(), **{k: v.detach() for k, v in parts.items()}}
+        out = {"total": total.detach(), **{k: v.detach() for k, v in parts.items()}}
+        if slots is not None:
+            out["slots"] = slots
+        return out
+
+    def _style_losses(self, losses: dict[str, torch.Tensor]) -> dict[str, float]:
+        """``style/<name>``: the mean weighted style loss of this step's samples of each learned style."""
+        per_sample, slots = losses.pop("style_per_sample", None), losses.pop("slots", None)
+        if per_sample is None or slots is None:
+            return {}
+        values = {}
+        for slot, row in enumerate(self.learned):
+            chosen = per_sample[slots == slot]
+            if chosen.numel():
+                values[f"style/{self.styles[row]['name']}"] = float(chosen.mean())
+        return values
 
     def run(self) -> TrainResult:
         config = self.config
@@ -306,7 +401,10 @@ class Trainer:
             losses = self._train_step(batch, lr)
             self.step += 1
             window_images += batch.shape[0] * self.dist.world_size
+            per_style = self._style_losses(losses)
             values = {k: float(v) for k, v in losses.items()}  # syncs the device once per step
+            # A style absent from a small batch keeps the value it last had.
+            values.update({**{k: v for k, v in self.recent.items() if k.startswith("style/")}, **per_style})
             if not math.isfinite(values["total"]):
                 raise FloatingPointError(f"loss became {values['total']} at step {self.step}; lower learning_rate "
                                          "or the loss weights, or use amp = 'none'")
@@ -365,10 +463,19 @@ class Trainer:
         return [image_to_tensor(resize_max_side(load_rgb(p), PREVIEW_MAX_SIDE)) for p in paths]
 
     def _write_previews(self, writer: Any, previews: list[torch.Tensor]) -> None:
+        """Each preview photo through the network: ``preview/<index>``, or ``preview/<style>/<index>`` for every
+        style of a multi-style network."""
         with torch.no_grad():
             for index, image in enumerate(previews):
-                out = self.model(image.to(self.device)).float().clamp(0, 1).cpu()
-                writer.add_image(f"preview/{index}", torch.cat([image, out], dim=-1)[0], self.step)
+                if self.spec.styles == 1:
+                    out = self.model(image.to(self.device)).float().clamp(0, 1).cpu()
+                    writer.add_image(f"preview/{index}", torch.cat([image, out], dim=-1)[0], self.step)
+                    continue
+                for row, style in enumerate(self.styles):
+                    pick = torch.nn.functional.one_hot(torch.tensor(row), self.spec.styles).float()
+                    out = self.model(image.to(self.device), pick.to(self.device)).float().clamp(0, 1).cpu()
+                    writer.add_image(f"preview/{style['name']}/{index}", torch.cat([image, out], dim=-1)[0],
+                                     self.step)
 
     def _run_info(self) -> dict[str, str]:
         device_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
@@ -380,15 +487,23 @@ class Trainer:
 
     def _metadata(self) -> dict[str, Any]:
         return model_metadata(self.config, steps=self.step, losses=self.recent, seconds=self.elapsed,
-                              run_info=self._run_info(), skipped_files=len(self.skipped))
+                              run_info=self._run_info(), skipped_files=len(self.skipped),
+                              styles=self.styles if self.spec.styles > 1 else None)
 
 
 def model_metadata(config: TrainConfig, *, steps: int, losses: dict[str, float], seconds: float,
-                   run_info: dict[str, str], skipped_files: int, **extra: Any) -> dict[str, Any]:
-    """What ``model.json`` records about the run that made a model (read back by model cards and the server)."""
+                   run_info: dict[str, str], skipped_files: int, styles: list[dict[str, str]] | None = None,
+                   **extra: Any) -> dict[str, Any]:
+    """What ``model.json`` records about the run that made a model (read back by model cards and the server).
+
+    A multi-style model lists its ``styles`` ({"name", "image"} in row order) and is named by their names joined
+    with "+"."""
+    if styles:
+        described: dict[str, Any] = {"style_name": "+".join(style["name"] for style in styles), "styles": styles}
+    else:
+        described = {"style_name": config.style_name, "style_image": Path(config.style_image).name}
     return {
-        "style_name": config.style_name,
-        "style_image": Path(config.style_image).name,
+        **described,
         "steps": steps,
         **extra,
         "final_losses": losses,
@@ -417,5 +532,6 @@ def export_checkpoint(checkpoint_path: str | os.PathLike[str], folder: str | os.
     model.load_state_dict(payload["model"])
     return save_model(model, folder, model_metadata(
         config, steps=int(payload["step"]), planned_steps=config.steps, losses=payload.get("recent_losses", {}),
+        styles=payload.get("styles"),
         seconds=float(payload.get("elapsed_seconds", 0.0)), run_info=payload.get("run_info", {}),
         skipped_files=len(payload.get("skipped_files", []))))

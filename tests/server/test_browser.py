@@ -121,3 +121,49 @@ def test_api_docs_render_without_internet(server_url: str) -> None:
             assert page.locator(".opblock").count() >= 5  # one block per documented route
         finally:
             browser.close()
+
+
+def test_blend_two_styles_of_a_multi_style_model(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The blend controls show for a multi-style model only; the slider sends the mix, and the page shows the
+    server's answer for it."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
+    import httpx
+    from multistyle_zoo import build_zoo
+    from playwright.sync_api import sync_playwright
+
+    from fastnst.server import ServerSettings, create_app
+    from fastnst.server.testing import BackgroundServer
+
+    zoo = build_zoo(tmp_path_factory.mktemp("multistyle"))
+    settings = ServerSettings(models=str(zoo), background_load=False, device="cpu", warmup=False)
+    with BackgroundServer(create_app(settings)) as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            page.add_init_script("""const create = URL.createObjectURL; window.blobs = [];
+                URL.createObjectURL = (blob) => { window.blobs.push(blob); return create(blob); };""")
+            page.goto(server.url + "/")
+            page.wait_for_selector('.style[data-model="multi"]')
+            assert page.locator("#blend").is_hidden()  # the preselected model holds one style
+            page.locator('.style[data-model="multi"]').click()
+            assert page.locator("#blend").is_visible()
+            assert page.locator("#style-a option").all_inner_texts() == ["wave", "night"]
+            assert page.locator("#style-b").input_value() == "night"
+            page.locator("#blend-amount").evaluate("el => { el.value = 30; el.dispatchEvent(new Event('input')); }")
+            assert page.locator("#blend-value").inner_text() == "30%"
+            with page.expect_response(lambda r: "/v1/stylize" in r.url) as upload:
+                page.set_input_files("#file", str(REPO / "samples" / "castle.jpg"))
+            response = upload.value
+            assert response.status == 200, response.text()
+            assert "model=multi" in response.url and "mix=wave%3D0.70%2Cnight%3D0.30" in response.url
+            expected = httpx.post(server.url + "/v1/stylize", params={"model": "mix73", "max_side": "512"},
+                                  files={"file": ("castle.jpg", (REPO / "samples" / "castle.jpg").read_bytes())},
+                                  timeout=120)
+            page.wait_for_function("() => document.getElementById('result').naturalWidth > 0")
+            shown = page.evaluate("async () => Array.from(new Uint8Array(await window.blobs.at(-1).arrayBuffer()))")
+            assert bytes(shown) == expected.content  # 70 % wave: the mix73 model's pixels
+        finally:
+            browser.close()

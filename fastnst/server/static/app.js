@@ -4,6 +4,7 @@
 const $ = (id) => document.getElementById(id);
 const state = {
   model: null,
+  models: {}, // name -> the model's card from /v1/models
   file: null,
   key: sessionStorage.getItem("fastnst-api-key") || "",
   originalUrl: null,
@@ -56,6 +57,7 @@ function renderStyles(models) {
     setStatus("No styles are loaded on this server yet.", true);
     return;
   }
+  state.models = Object.fromEntries(models.map((model) => [model.name, model]));
   for (const model of models) {
     const button = document.createElement("button");
     button.type = "button";
@@ -88,7 +90,30 @@ function selectModel(name) {
   for (const button of document.querySelectorAll(".style")) {
     button.setAttribute("aria-checked", String(button.dataset.model === name));
   }
+  renderBlend((state.models[name] && state.models[name].styles) || []);
   updateButton();
+}
+
+// A multi-style model: two of its styles and the share of the second (0 % = the first style alone).
+function renderBlend(styles) {
+  $("blend").hidden = styles.length < 2;
+  for (const [id, chosen] of [["style-a", 0], ["style-b", Math.min(1, styles.length - 1)]]) {
+    $(id).replaceChildren(...styles.map((style, index) => {
+      const option = new Option(style.name.replaceAll("_", " "), style.name);
+      option.selected = index === chosen;
+      return option;
+    }));
+  }
+}
+
+function styleParams() {
+  if ($("blend").hidden) return {};
+  const first = $("style-a").value;
+  const second = $("style-b").value;
+  const share = Number($("blend-amount").value) / 100;
+  if (first === second || share === 0) return { style: first };
+  if (share === 1) return { style: second };
+  return { mix: `${first}=${(1 - share).toFixed(2)},${second}=${share.toFixed(2)}` };
 }
 
 function setFile(file) {
@@ -127,6 +152,7 @@ async function stylize() {
     strength: String(Number($("strength").value) / 100),
     preserve_color: String($("preserve").checked),
     max_side: $("max-side").value,
+    ...styleParams(),
   });
   const form = new FormData();
   form.append("file", state.file, state.file.name || "photo");
@@ -170,6 +196,10 @@ function wire() {
   $("strength").addEventListener("change", stylize);
   $("preserve").addEventListener("change", stylize);
   $("max-side").addEventListener("change", stylize);
+  $("blend-amount").addEventListener("input", () => {
+    $("blend-value").textContent = `${$("blend-amount").value}%`;
+  });
+  for (const id of ["blend-amount", "style-a", "style-b"]) $(id).addEventListener("change", stylize);
   $("go").addEventListener("click", stylize);
   $("key-form").addEventListener("submit", (event) => {
     event.preventDefault();
