@@ -94,7 +94,7 @@ def run_benchmark(*, model: str = "starry_night", backends: list[str] | None = N
             raise FastNSTError(f"--threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
     timer = time.process_time if clock == "cpu" else time.perf_counter
-    from fastnst.model.files import find_model, load_model
+    from fastnst.model.files import find_model, load_styled_model
     from fastnst.utils.device import resolve_device
 
     say = progress or (lambda _msg: None)
@@ -104,7 +104,7 @@ def run_benchmark(*, model: str = "starry_night", backends: list[str] | None = N
     target = resolve_device(device)
     gpu = target.type == "cuda"
     weights = find_model(model)
-    reference_net, info = load_model(weights, device=target)
+    reference_net, info = load_styled_model(weights, device=target)  # a multi-style model's first style
     skipped: list[dict[str, str]] = []
     requested_sizes = sizes or list(SIZES)
     if not gpu and sizes is None:
@@ -194,7 +194,7 @@ def _cases(weights: Path, backends: list[str], precisions: list[str] | None, tar
            compile: bool = False) -> list[Case]:
     """Every (backend, provider, precision) to time that this machine can run."""
     from fastnst.export.onnx import ONNX_FILES
-    from fastnst.model.files import load_model
+    from fastnst.model.files import load_styled_model
     from fastnst.runtime.onnx_backend import CPU, CUDA, TENSORRT, OnnxBackend
     from fastnst.runtime.select import have_onnxruntime, onnx_file
     from fastnst.runtime.torch_backend import TorchBackend
@@ -210,7 +210,7 @@ def _cases(weights: Path, backends: list[str], precisions: list[str] | None, tar
             if precision == "fp16" and not gpu:
                 continue
             for compiled in (False, True) if compile else (False,):
-                net, _ = load_model(weights, device=target)
+                net, _ = load_styled_model(weights, device=target)
                 cases.append(Case("torch", precision, compiled=compiled,
                                   runner=TorchBackend(net, device=str(target), precision=precision,
                                                       compile=compiled)))

@@ -22,8 +22,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as serialize_safetensors
 
 from fastnst._version import __version__
-from fastnst.model.mixing import model_styles
-from fastnst.model.transformer import TransformerNet, TransformerSpec
+from fastnst.model.mixing import Mix, model_styles, style_weights
+from fastnst.model.transformer import TransformerNet, TransformerSpec, bake
 from fastnst.utils.atomic import atomic_write_bytes, atomic_write_text
 from fastnst.utils.cache import default_cache_dir
 from fastnst.utils.errors import CheckpointError
@@ -244,6 +244,15 @@ def load_model(name_or_path: str | os.PathLike[str],
     model = build_from_state(state, spec, str(weights_path))
     name = str(metadata.get("style_name") or weights_path.parent.name)
     return model.to(device).eval(), ModelInfo(name=name, spec=spec, metadata=metadata)
+
+
+def load_styled_model(name_or_path: str | os.PathLike[str], device: str | torch.device = "cpu", *,
+                      style: str | None = None, mix: Mix | None = None) -> tuple[TransformerNet, ModelInfo]:
+    """:func:`load_model`, with a multi-style network baked for ``style`` or ``mix`` (default: its first style)
+    into a single-style one; a single-style network is returned as it is (a ``style`` other than its own is
+    refused)."""
+    network, info = load_model(name_or_path, device)
+    return bake(network, style_weights(info.styles, style=style, mix=mix)), info
 
 
 def build_from_state(state: dict[str, torch.Tensor], spec: TransformerSpec, source: str) -> TransformerNet:

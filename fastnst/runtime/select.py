@@ -15,9 +15,9 @@ import logging
 import os
 from pathlib import Path
 
-from fastnst.model.files import ONNX_FILES, ModelInfo, find_model, load_model
+from fastnst.model.files import ONNX_FILES, ModelInfo, find_model, load_model, load_styled_model
 from fastnst.model.mixing import Mix, model_styles, style_weights
-from fastnst.model.transformer import TransformerSpec, bake
+from fastnst.model.transformer import TransformerSpec
 from fastnst.runtime.base import Backend
 from fastnst.utils.errors import BackendError
 
@@ -101,8 +101,7 @@ def load_backend(model: str | os.PathLike[str], *, backend: str = "auto", precis
                                f"{', '.join(info.styles)}; export it again with `fastnst export -m {model}`")
         onnx_backend.set_style_weights(mixture)  # type: ignore[attr-defined]
         return onnx_backend, info
-    net, info = load_model(weights, device=target)
-    net = bake(net, style_weights(info.styles, style=style, mix=mix))
+    net, info = load_styled_model(weights, device=target, style=style, mix=mix)
     return TorchBackend(net, device=str(target), precision=precision, compile=compile), info
 
 

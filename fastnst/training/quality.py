@@ -19,12 +19,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from fastnst.model.transformer import TransformerNet, TransformerSpec
+from fastnst.model.transformer import TransformerNet, TransformerSpec, bake
 from fastnst.perceptual.losses import ContentLoss, LossWeights, PerceptualLoss, StyleLoss
 from fastnst.perceptual.vgg import VGGFeatures
 from fastnst.training.config import TrainConfig, config_from_dict
 from fastnst.training.data import find_photos, split_holdout
 from fastnst.training.trainer import load_style_tensor
+from fastnst.utils.errors import ConfigError
 from fastnst.utils.images import image_to_tensor, load_rgb
 
 # Held-out photos are measured with their shorter side at the low end of the training scale: training crops of
@@ -74,17 +75,25 @@ def config_of(metadata: Mapping[str, object]) -> TrainConfig:
 
 
 class LossMeter:
-    """The trainer's content and style loss for one style config, weighted as in training (its log's units).
+    """The trainer's content and style loss for one painting of a config, weighted as in training (its log's units).
 
-    The VGG is passed in so one frozen instance serves every style; it must compute the config's layers.
+    ``image`` picks the painting (a multi-style config has several; see :func:`style_meters`); by default it is a
+    single-style config's ``style_image``. The painting is loaded exactly as the trainer loads it
+    (:func:`~fastnst.training.trainer.load_style_tensor`: same ``style_size``), so its Gram targets are the ones the
+    trainer optimised. The VGG is passed in so one frozen instance serves every style; it must compute the config's
+    layers.
     """
 
-    def __init__(self, config: TrainConfig, vgg: VGGFeatures) -> None:
+    def __init__(self, config: TrainConfig, vgg: VGGFeatures, image: str | os.PathLike[str] | None = None) -> None:
+        if image is None and not config.style_image:
+            names = ", ".join(name for name, _ in config.paintings)
+            raise ConfigError(f"this config holds several paintings ({names}): name the one to measure")
+        self.image = str(image) if image is not None else config.style_image
         self.vgg = vgg
         self.content_layer = config.content_layer
         self.style_layers = tuple(config.style_layers)
         with torch.no_grad():
-            style_features = vgg(load_style_tensor(config).to(next(vgg.parameters()).device),
+            style_features = vgg(load_style_tensor(config, self.image).to(next(vgg.parameters()).device),
                                  layers=self.style_layers)
         self.loss = PerceptualLoss(
             ContentLoss(config.content_layer),
@@ -97,10 +106,30 @@ class LossMeter:
         return self.vgg(image, layers=tuple(dict.fromkeys((self.content_layer, *self.style_layers))))
 
     @torch.no_grad()
-    def __call__(self, output: torch.Tensor, content_features: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        """Weighted content and style loss of ``output`` (already clamped to [0, 1], as users get it)."""
-        _, parts = self.loss(output, self.features(output), content_features)
+    def __call__(self, output: torch.Tensor, content_features: Mapping[str, torch.Tensor],
+                 output_features: Mapping[str, torch.Tensor] | None = None) -> dict[str, float]:
+        """Weighted content and style loss of ``output`` (already clamped to [0, 1], as users get it).
+
+        ``output_features`` (``self.features(output)``) may be passed when one output is measured against several
+        paintings, so its VGG pass runs once."""
+        features = self.features(output) if output_features is None else output_features
+        _, parts = self.loss(output, features, content_features)
         return {"content": float(parts["content"]), "style": float(parts["style"])}
+
+
+def style_meters(config: TrainConfig, vgg: VGGFeatures) -> dict[str, LossMeter]:
+    """One meter per painting of ``config`` (name → meter, in the network's style order)."""
+    return {name: LossMeter(config, vgg, image=image) for name, image in config.paintings}
+
+
+def style_network(network: TransformerNet, style: int) -> TransformerNet:
+    """The plain network that computes style row ``style`` of ``network`` (a one-hot :func:`bake`), so a
+    multi-style model's style is measured through the same single-style path as a single-style model."""
+    if not 0 <= style < network.spec.styles:
+        raise ConfigError(f"style {style} is out of range: the network holds {network.spec.styles} style(s)")
+    if network.spec.styles == 1:
+        return network
+    return bake(network, [1.0 if row == style else 0.0 for row in range(network.spec.styles)])
 
 
 def make_vgg(configs: Sequence[TrainConfig], weights_path: str | os.PathLike[str] | None = None) -> VGGFeatures:

@@ -9,18 +9,25 @@ import pytest
 import torch
 from conftest import REPO
 
+from fastnst.model.transformer import TransformerNet, TransformerSpec
+from fastnst.perceptual.vgg import VGGFeatures
 from fastnst.training.config import TrainConfig
 from fastnst.training.data import find_photos
 from fastnst.training.quality import (
     ArtifactReport,
+    LossMeter,
     artifact_report,
     border_stats,
     checkerboard_score,
     grid_pattern,
     heldout_photos,
     load_eval_image,
+    style_meters,
+    style_network,
     untrained_network,
 )
+from fastnst.training.trainer import load_style_tensor
+from fastnst.utils.errors import ConfigError
 
 PHOTO = REPO / "samples" / "castle.jpg"
 
@@ -81,3 +88,48 @@ def test_heldout_photos_are_every_nth(tmp_path: Path, photo_dir: Path) -> None:
     files = find_photos(photo_dir)
     held = heldout_photos(photo_dir, 3)
     assert held == [files[2], files[5]]
+
+
+def _random_vgg(config: TrainConfig) -> VGGFeatures:
+    """Random VGG weights: the losses' plumbing (which painting, which layers) does not need ImageNet features."""
+    torch.manual_seed(0)
+    return VGGFeatures(tuple(dict.fromkeys((config.content_layer, *config.style_layers))), pretrained=False).eval()
+
+
+def test_loss_meter_measures_the_painting_it_is_given() -> None:
+    """Each painting of a multi-style config is its own meter's target: the painting itself scores zero style loss
+    there and a clearly positive one on the other painting's meter."""
+    castle, macaw = REPO / "samples" / "castle.jpg", REPO / "samples" / "macaw.jpg"
+    config = TrainConfig(style_images=(str(castle), str(macaw)), style_names=("castle", "macaw"), data_dir=".",
+                         style_size=64)
+    vgg = _random_vgg(config)
+    meters = style_meters(config, vgg)
+    assert list(meters) == ["castle", "macaw"] and meters["macaw"].image == str(macaw)
+    painting = load_style_tensor(config, str(macaw))
+    own = meters["macaw"](painting, meters["macaw"].features(painting))
+    other = meters["castle"](painting, meters["castle"].features(painting))
+    assert own["style"] < 1e-6 * other["style"] and other["style"] > 0 and own["content"] == 0
+    shared = meters["castle"].features(painting)  # one VGG pass reused: the same numbers
+    assert meters["castle"](painting, meters["castle"].features(painting), shared) == other
+    with pytest.raises(ConfigError, match="castle, macaw"):
+        LossMeter(config, vgg)  # several paintings: the meter must be told which
+    single = TrainConfig(style_image=str(macaw), data_dir=".", style_size=64)
+    assert LossMeter(single, vgg)(painting, meters["macaw"].features(painting))["style"] == own["style"]
+
+
+def test_style_network_is_the_multi_style_network_at_that_style() -> None:
+    torch.manual_seed(0)
+    network = TransformerNet(TransformerSpec(width=4, residual_blocks=1, styles=3)).eval()
+    for norm in network.conditional_norms().values():  # distinct rows, so picking the wrong one would show
+        torch.nn.init.normal_(norm.weight, 1.0, 0.3)
+        torch.nn.init.normal_(norm.bias, 0.0, 0.3)
+    image = torch.rand(1, 3, 20, 24)
+    with torch.no_grad():
+        outputs = [style_network(network, style)(image) for style in range(3)]
+        for style, out in enumerate(outputs):
+            expected = network(image, torch.nn.functional.one_hot(torch.tensor(style), 3).float())
+            assert torch.allclose(out, expected, atol=1e-5)
+    assert not torch.allclose(outputs[0], outputs[1], atol=1e-3)
+    assert style_network(network, 2).spec.styles == 1
+    with pytest.raises(ConfigError):
+        style_network(network, 3)
