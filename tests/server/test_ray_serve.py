@@ -216,15 +216,15 @@ def test_without_ray_the_flag_names_the_extra(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_an_overloaded_replica_refuses_with_the_servers_json(deployed: str, models_dir: Path) -> None:
-    """Redeployed with queue_size 1: each replica admits one stylize request; the others reach a replica (Ray's
-    max_ongoing_requests leaves room) and get fastnst's own 503 JSON with Retry-After, not Ray's text."""
+    """Redeployed with queue_size 1: each replica admits one stylize request; the others of a burst of 16 reach a
+    replica (Ray's queue and max_ongoing_requests leave room) and get fastnst's own 503 JSON with Retry-After."""
     from fastnst.server.ray_serve import Replicas, deploy
 
     port = int(deployed.rsplit(":", 1)[1])
     settings = ServerSettings(models=str(models_dir), port=port, queue_size=1, max_batch=1, api_key=API_KEY)
     deploy(settings, Replicas(count=2, cpus=0.5), blocking=False)
     _wait_ready(deployed, 2)
-    photo = _photo_bytes((320, 240))
+    photo = _photo_bytes((640, 480))  # long enough to run that a burst overlaps on any machine
 
     def post(_: int) -> httpx.Response:
         return httpx.post(deployed + "/v1/stylize?model=tiny", files={"image": ("p.png", photo)},
@@ -232,8 +232,8 @@ def test_an_overloaded_replica_refuses_with_the_servers_json(deployed: str, mode
 
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(12) as pool:
-        answers = list(pool.map(post, range(12)))
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(post, range(16)))
     statuses = sorted(answer.status_code for answer in answers)
     refused = [answer for answer in answers if answer.status_code == 503]
     assert 200 in statuses and refused, statuses
