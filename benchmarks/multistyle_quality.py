@@ -34,6 +34,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from fastnst.bench.machine import cpu_model  # noqa: E402
 from fastnst.model.transformer import TransformerNet  # noqa: E402
 from fastnst.training.config import TrainConfig, load_config  # noqa: E402
 from fastnst.training.quality import (  # noqa: E402
@@ -49,16 +50,6 @@ from fastnst.training.trainer import Trainer  # noqa: E402
 from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side  # noqa: E402
 
 PAINTINGS = ("van_gogh_starry_night", "hokusai_great_wave", "kandinsky_composition_viii")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_config(args: argparse.Namespace, out: Path, **values: object) -> TrainConfig:

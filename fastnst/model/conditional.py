@@ -38,11 +38,6 @@ class ConditionalInstanceNorm2d(nn.Module):
         return torch.addcmul(shift[..., None, None], F.instance_norm(x, eps=self.eps), scale[..., None, None])
 
 
-def style_rows(state: dict[str, torch.Tensor], norm_keys: set[str]) -> dict[str, torch.Tensor]:
-    """The per-style tensors of a multi-style state dict: the norms' ``weight`` and ``bias``."""
-    return {key: value for key, value in state.items() if key in norm_keys}
-
-
 def mixed_state(state: dict[str, torch.Tensor], norm_keys: set[str],
                 weights: torch.Tensor) -> dict[str, torch.Tensor]:
     """A single-style state dict: shared tensors as they are, each norm's rows combined with ``weights`` [S]."""

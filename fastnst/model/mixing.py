@@ -16,13 +16,21 @@ from fastnst.utils.errors import FastNSTError
 Mix = Mapping[str, float]
 
 
-def model_styles(metadata: Mapping[str, Any], default_name: str) -> list[str]:
-    """The style names a model holds, in the order of its norm rows."""
+def style_entries(metadata: Mapping[str, Any], default_name: str) -> list[dict[str, str]]:
+    """The styles a model holds, in the order of its norm rows, as ``{"name", "image"}`` (the painting's file name,
+    "" when unknown): model.json's ``styles`` list, or a single-style model's ``style_name`` and ``style_image``."""
     styles = metadata.get("styles")
     if isinstance(styles, list) and styles:
-        return [str(entry.get("name", f"style{index}")) if isinstance(entry, Mapping) else str(entry)
+        return [{"name": str(entry.get("name", f"style{index}")), "image": str(entry.get("image") or "")}
+                if isinstance(entry, Mapping) else {"name": str(entry), "image": ""}
                 for index, entry in enumerate(styles)]
-    return [str(metadata.get("style_name") or default_name)]
+    return [{"name": str(metadata.get("style_name") or default_name),
+             "image": str(metadata.get("style_image") or "")}]
+
+
+def model_styles(metadata: Mapping[str, Any], default_name: str) -> list[str]:
+    """The style names a model holds, in the order of its norm rows."""
+    return [entry["name"] for entry in style_entries(metadata, default_name)]
 
 
 def parse_mix(text: str) -> dict[str, float]:

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from fastnst.model.files import METADATA_FILE, WEIGHTS_FILE, ModelInfo
+from fastnst.model.mixing import style_entries
 from fastnst.runtime.base import Backend
 from fastnst.utils.errors import FastNSTError
 from fastnst.utils.images import image_to_tensor, tensor_to_image
@@ -59,12 +60,10 @@ class ServedModel:
 
     def styles(self) -> list[dict[str, Any]]:
         """Every style the model holds, with its painting's file name when recorded."""
-        listed = self.info.metadata.get("styles")
-        if not (isinstance(listed, list) and len(listed) > 1):
+        entries = style_entries(self.info.metadata, self.name)
+        if len(entries) < 2:
             return [self.style()]
-        return [{"name": name, "image": Path(str(entry.get("image"))).name
-                 if isinstance(entry, dict) and entry.get("image") else None}
-                for name, entry in zip(self.info.styles, listed, strict=True)]
+        return [{"name": entry["name"], "image": Path(entry["image"]).name or None} for entry in entries]
 
     def backend_for(self, weights: tuple[float, ...], load: Callable[[dict[str, float]], Backend]) -> Backend:
         """The backend running the style mix ``weights`` (one per style): the loaded one for the first style,

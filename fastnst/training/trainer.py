@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch import nn
 
 from fastnst.model.files import load_model, save_model
+from fastnst.model.mixing import style_entries
 from fastnst.model.transformer import TransformerNet, TransformerSpec, extend
 from fastnst.perceptual.losses import ContentLoss, LossWeights, PerceptualLoss, StyleLoss
 from fastnst.perceptual.vgg import VGGFeatures
@@ -120,15 +121,6 @@ def load_style_tensor(config: TrainConfig, path: str | None = None) -> torch.Ten
     return image_to_tensor(image)
 
 
-def base_styles(metadata: dict[str, Any], default_name: str) -> list[dict[str, str]]:
-    """The styles a model holds, as model.json's ``styles`` entries: its own list, or a single-style model's
-    ``style_name`` and ``style_image``."""
-    listed = metadata.get("styles")
-    if isinstance(listed, list) and listed:
-        return [{"name": str(entry.get("name", "")), "image": str(entry.get("image", ""))} for entry in listed]
-    return [{"name": str(metadata.get("style_name") or default_name), "image": str(metadata.get("style_image", ""))}]
-
-
 @dataclass
 class StyleSetup:
     """The network a run starts from and which of its styles it learns."""
@@ -150,7 +142,7 @@ def build_network(config: TrainConfig) -> StyleSetup:
         base, info = load_model(config.base)
     except FastNSTError as exc:
         raise ConfigError(f"base model: {exc}", setting="base") from None
-    old = base_styles(info.metadata, info.name)
+    old = style_entries(info.metadata, info.name)
     if len(old) != base.spec.styles:
         raise ConfigError(f"base model {config.base} lists {len(old)} styles in its metadata but its network holds "
                           f"{base.spec.styles}", setting="base")

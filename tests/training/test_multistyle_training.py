@@ -240,9 +240,10 @@ def test_base_styles_come_from_the_base_metadata(tmp_path: Path) -> None:
     folder = tmp_path / "m"
     save_model(TransformerNet(TransformerSpec(width=8, residual_blocks=1, styles=2)), folder,
                {"style_name": "a+b", "styles": [{"name": "a", "image": "a.jpg"}, {"name": "b", "image": "b.jpg"}]})
-    from fastnst.training.trainer import base_styles
+    from fastnst.model.mixing import style_entries
 
     model, info = load_model(folder)
-    assert base_styles(info.metadata, info.name) == [{"name": "a", "image": "a.jpg"}, {"name": "b", "image": "b.jpg"}]
-    assert base_styles({"style_name": "solo", "style_image": "s.jpg"}, "x") == [{"name": "solo", "image": "s.jpg"}]
+    assert style_entries(info.metadata, info.name) == [{"name": "a", "image": "a.jpg"},
+                                                       {"name": "b", "image": "b.jpg"}]
+    assert style_entries({"style_name": "solo", "style_image": "s.jpg"}, "x") == [{"name": "solo", "image": "s.jpg"}]
     assert extend(model).spec.styles == 3
