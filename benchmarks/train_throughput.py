@@ -5,7 +5,10 @@ Both train the same architecture at 256² crops, batch 4, with VGG16 and real ph
 same pre-loaded batches (data loading excluded for both), interleaved in rounds so machine noise hits all
 variants alike; the median step time is reported. Usage:
 
-    python benchmarks/train_throughput.py [--device cpu|cuda] [--rounds 3] [--steps 4]
+    python benchmarks/train_throughput.py [--device cpu|cuda] [--rounds 3] [--steps 4] [--threads N]
+
+This is wall-clock throughput with all threads; ``benchmarks/train_profile.py`` measures the per-step process CPU
+time on one thread (what contention does not inflate) and where it goes.
 """
 
 from __future__ import annotations
@@ -51,8 +54,11 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--variants", default="auto", help="comma list of fastnst variants, e.g. "
                         "'fp32,fp32-cl,bf16-cl,bf16-cl-compile,bf16-cl-graphs' (auto: a sensible set for the device)")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: PyTorch's default)")
     parser.add_argument("--json", help="also write results to this JSON file")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = torch.device(args.device)
     dataset = PhotoCrops(args.data_dir, CropSpec(args.size), seed=0, max_pixels=None)
@@ -118,7 +124,8 @@ def main() -> int:
         print(f"{name:<18}failed: {reason}")
     if args.json:
         settings = {"size": args.size, "batch_size": args.batch_size, "rounds": args.rounds, "steps": args.steps,
-                    "warmup": args.warmup, "data_dir": args.data_dir, "style": args.style}
+                    "warmup": args.warmup, "data_dir": args.data_dir, "style": args.style,
+                    "threads": torch.get_num_threads()}
         Path(args.json).write_text(json.dumps({"device": device.type, "hardware": hardware,
                                                "torch": torch.__version__, "settings": settings,
                                                "results": results, "failed": failed}, indent=2))

@@ -44,6 +44,7 @@ from fastnst.training.quality import (
     EDGE_BINS,
     EVAL_SHORT_SIDE,
     ArtifactReport,
+    GatysJudge,
     LossMeter,
     artifact_report,
     config_of,
@@ -84,8 +85,22 @@ def other_photos(photos: list[torch.Tensor]) -> list[torch.Tensor]:
                           align_corners=False, antialias=True).clamp(0, 1) for i, photo in enumerate(photos)]
 
 
+def painting_of(config_image: str) -> Path:
+    """The painting a model learned: its config's path, or the same file name under ../shared/data/styles when the
+    model was trained on another machine."""
+    path = Path(config_image)
+    return path if path.is_file() else SHARED / "styles" / path.name
+
+
+@torch.no_grad()
+def judge_outputs(outputs: list[torch.Tensor], photo_features: list[torch.Tensor], judge: GatysJudge) -> dict:
+    """Mean Gatys-judge content and style of ``outputs`` against each photo's relu4_2 features."""
+    scores = [judge(out, feats) for out, feats in zip(outputs, photo_features, strict=True)]
+    return {key: mean([s[key] for s in scores]) for key in ("content", "style")}
+
+
 def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg_weights: Path | None,
-             short_side: int, previous: dict | None = None) -> dict:
+             short_side: int, previous: dict | None = None, judge_weights: Path | None = None) -> dict:
     """Measure every model; entries of ``previous`` (an earlier report) whose weights and settings are unchanged
     are kept as they are, so adding the tenth-steps models later costs only their own measurement."""
     loaded = {d.name: load_model(d) for d in model_dirs}
@@ -102,6 +117,10 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
     started = time.perf_counter()
     features = [vgg(photo) for photo in photos]  # every layer any loss uses, computed once per photo
     unrelated = other_photos(photos)
+    judge_vgg = None
+    if judge_weights is not None:
+        judge_vgg = GatysJudge.network(judge_weights)
+        judge_features = [GatysJudge.photo_features(judge_vgg, photo) for photo in photos]
     results: dict[str, dict] = {}
     for name, (model, info) in loaded.items():
         t0 = time.perf_counter()
@@ -114,11 +133,19 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
         if old.get("sha256") == meta.get("sha256") and (
                 tenth_meta is None or old.get("tenth", {}).get("sha256") == tenth_meta.get("sha256")):
             # Losses kept; the artifact statistics are cheap (no VGG), so they always follow the current code.
+            kept = old.get("artifacts", {})
             old["artifacts"] = {"trained": artifact_dict(artifact_report(stylize(model, photos), photos))}
             if tenth_meta is not None:
                 old["artifacts"]["tenth"] = artifact_dict(
                     artifact_report(stylize(load_model(tenth_path)[0], photos), photos))
+            elif "tenth" in kept:  # the tenth-steps model is not here: its measured entry stays as it was
+                old["artifacts"]["tenth"] = kept["tenth"]
             old.setdefault("measured_at", (previous or {}).get("measured_at"))
+            if judge_vgg is not None and "judge" not in old:
+                judge = GatysJudge(painting_of(config.style_image), vgg=judge_vgg)
+                old["judge"] = {"trained": judge_outputs(stylize(model, photos), judge_features, judge),
+                                "photo": judge_outputs(photos, judge_features, judge),
+                                "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
             results[name] = old
             print(f"{name}: losses unchanged, kept from the previous report; artifacts remeasured", flush=True)
             continue
@@ -148,6 +175,11 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
                 "precision": tenth_meta.get("precision"), "train_seconds": tenth_meta.get("train_seconds")})
             artifacts["tenth"] = artifact_dict(artifact_report(tenth_outputs, photos))
         entry["artifacts"] = artifacts
+        if judge_vgg is not None:
+            judge = GatysJudge(painting_of(config.style_image), vgg=judge_vgg)
+            entry["judge"] = {"trained": judge_outputs(stylize(model, photos), judge_features, judge),
+                              "photo": judge_outputs(photos, judge_features, judge),
+                              "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         entry["seconds"] = round(time.perf_counter() - t0, 1)
         entry["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         results[name] = entry
@@ -256,6 +288,24 @@ def markdown(report: dict) -> str:
         lines.append(f"| `{name}` | {fmt(m['trained']['content'])} | {fmt(tenth.get('content'))} | "
                      f"{fmt(m['untrained']['content'])} | {fmt(m['other_photo']['content'])} | "
                      f"{m['trained']['content'] / m['other_photo']['content']:.2f} |")
+    judged = {name: m["judge"] for name, m in models.items() if "judge" in m}
+    if judged:
+        lines += [
+            "",
+            "## Independent judge (Gatys et al. on the Caffe VGG19)",
+            "",
+            ("Losses neither the trainer nor the pytorch/examples recipe optimises (`GatysJudge` in "
+             "`fastnst.training.quality`): content = MSE of relu4_2 features against the photo's; style = Σ over "
+             "relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 of the MSE between Gram matrices (normalised by C·H·W) of "
+             "the output and of the painting (longer side 512 px); unweighted, so compare within a row. Measured "
+             f"{min(j.get('measured_at') or report['measured_at'] for j in judged.values())[:10]}."),
+            "",
+            "| model | style: trained | style: photo | trained / photo | content: trained |",
+            "|---|---|---|---|---|",
+        ]
+        for name, j in judged.items():
+            lines.append(f"| `{name}` | {fmt(j['trained']['style'])} | {fmt(j['photo']['style'])} | "
+                         f"{j['trained']['style'] / j['photo']['style']:.3f} | {fmt(j['trained']['content'])} |")
     lines += [
         "",
         "## Total (content + style, the quantity training minimises)",
@@ -344,6 +394,8 @@ def main() -> int:
                         help="folder of same-recipe models trained for a tenth of the steps, by style name")
     parser.add_argument("--data-dir", type=Path, default=SHARED / "photos", help="the training photo folder")
     parser.add_argument("--vgg-weights", type=Path, default=SHARED / "vgg" / "vgg16_features.pth")
+    parser.add_argument("--judge-weights", type=Path, default=SHARED / "vgg" / "vgg19_features_caffe.pth",
+                        help="Caffe VGG19 weights for the independent Gatys judge (skipped when absent)")
     parser.add_argument("--short-side", type=int, default=EVAL_SHORT_SIDE)
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "model_quality.json")
     parser.add_argument("--markdown", type=Path, default=REPO / "docs" / "quality.md")
@@ -359,7 +411,8 @@ def main() -> int:
         dirs = args.models or sorted(p.parent for p in (REPO / "models").glob("*/model.safetensors"))
         previous = json.loads(args.json.read_text()) if args.update and args.json.is_file() else None
         report = evaluate(dirs, args.tenth_dir, args.data_dir,
-                          args.vgg_weights if args.vgg_weights.is_file() else None, args.short_side, previous)
+                          args.vgg_weights if args.vgg_weights.is_file() else None, args.short_side, previous,
+                          args.judge_weights if args.judge_weights.is_file() else None)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     args.markdown.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,9 @@ The modes are switched by the functions below; outside them every layer behaves 
 ``nn.InstanceNorm2d``. A model in a non-default mode must not be shared by threads. Tiled stylization
 (:mod:`fastnst.runtime.tiling`) measures whole-image statistics layer by layer with :class:`RunningMoments` and
 normalises with :meth:`StatInstanceNorm2d.normalise`.
+
+Training on the CPU with channels_last activations takes :func:`channels_last_instance_norm` instead of
+``nn.InstanceNorm2d``'s forward: the same statistics and affine map, without the layout conversions around it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -77,6 +80,76 @@ class RunningMoments:
         return LayerStats(self.mean.float()[None], (self.m2 / self.count).float()[None])
 
 
+def channels_last_training(module: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``module`` (in training mode) should take its channels_last CPU path for ``x``.
+
+    ``nn.InstanceNorm2d`` and ``nn.ReflectionPad2d`` only have NCHW kernels: on channels_last activations each
+    converts its input to NCHW and its output back (and so does their backward), and under CPU autocast the pad
+    also round-trips bf16 through fp32: a third of a CPU training step (docs/benchmarks.md). The replacements give
+    the same values (the pad is exact, the norm rounds differently in the last bit) and are used for training
+    only, so inference, export and tiling keep the stock kernels; they were measured on CPUs only, and
+    ``torch.compile`` is left to lay out and fuse the stock operators itself.
+    """
+    return (module.training and x.dim() == 4 and x.device.type == "cpu"
+            and x.is_contiguous(memory_format=torch.channels_last) and not torch.compiler.is_compiling())
+
+
+class _ChannelsLastInstanceNorm(torch.autograd.Function):
+    """Instance norm as one ``batch_norm`` per sample: a [1, C, H, W] slice of a channels_last batch is a
+    channels_last image, whose per-channel statistics over H×W are the instance statistics, and ATen's batch norm
+    has channels_last kernels (fp32 statistics for bf16 input, as ``nn.InstanceNorm2d`` computes them)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                eps: float) -> torch.Tensor:
+        out = torch.empty_like(x, memory_format=torch.channels_last)
+        stats_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        means, inverse_stds = [], []
+        for i in range(x.shape[0]):
+            _, mean, inverse_std = torch.ops.aten.native_batch_norm.out(
+                x[i : i + 1], weight, bias, None, None, True, 0.0, eps,
+                out=out[i : i + 1], save_mean=x.new_empty(0, dtype=stats_dtype),
+                save_invstd=x.new_empty(0, dtype=stats_dtype))
+            means.append(mean)
+            inverse_stds.append(inverse_std)
+        ctx.save_for_backward(x, weight, torch.stack(means), torch.stack(inverse_stds))
+        ctx.eps = eps
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight, means, inverse_stds = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        grad_x = torch.empty_like(x, memory_format=torch.channels_last)
+        affine = weight is not None
+        grad_weight = torch.zeros_like(means[0]) if affine else None
+        grad_bias = torch.zeros_like(means[0]) if affine else None
+        part_weight, part_bias = torch.empty_like(means[0]), torch.empty_like(means[0])
+        for i in range(x.shape[0]):
+            args = (grad[i : i + 1], x[i : i + 1], weight, None, None, means[i], inverse_stds[i], True, ctx.eps)
+            if affine:  # written in place: the sample's input gradient straight into the batch's
+                torch.ops.aten.native_batch_norm_backward.out(*args, [True, True, True], out0=grad_x[i : i + 1],
+                                                              out1=part_weight, out2=part_bias)
+                grad_weight += part_weight
+                grad_bias += part_bias
+            else:
+                grad_x[i : i + 1] = torch.ops.aten.native_batch_norm_backward(*args, [True, False, False])[0]
+        needs = ctx.needs_input_grad
+        return (grad_x if needs[0] else None, grad_weight if needs[1] else None, grad_bias if needs[2] else None,
+                None)
+
+
+def channels_last_instance_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                                eps: float) -> torch.Tensor:
+    """``F.instance_norm`` (no running statistics) for a channels_last [N, C, H, W] batch; channels_last output.
+
+    Runs outside autocast so bf16 activations stay bf16 (fp32 statistics, fp32 ``weight``/``bias``), which is
+    what ``F.instance_norm`` does with them under autocast too.
+    """
+    with torch.autocast(x.device.type, enabled=False):
+        return _ChannelsLastInstanceNorm.apply(x, weight, bias, eps)
+
+
 class StatInstanceNorm2d(nn.InstanceNorm2d):
     """``nn.InstanceNorm2d`` whose statistics can be recorded, imposed or smoothed (see the module docstring)."""
 
@@ -90,6 +163,8 @@ class StatInstanceNorm2d(nn.InstanceNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mode = self.stat_mode
         if mode == "plain":
+            if not self.track_running_stats and channels_last_training(self, x):
+                return channels_last_instance_norm(x, self.weight, self.bias, self.eps)
             return super().forward(x)
         if mode == "record":
             var, mean = torch.var_mean(x.float(), dim=(2, 3), correction=0)

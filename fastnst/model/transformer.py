@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fastnst.model.conditional import ConditionalInstanceNorm2d, mixed_state, normalised_weights
-from fastnst.model.norm_stats import StatInstanceNorm2d
+from fastnst.model.norm_stats import StatInstanceNorm2d, channels_last_training
 
 # Two stride-2 downsamplings: spatial sizes must be multiples of 4 inside the network, and reflection padding of
 # the 9×9 and 3×3 convs needs at least 16 px (16 → 8 → 4) so smaller inputs are padded up to it.
@@ -49,6 +50,64 @@ class TransformerSpec:
         return values
 
 
+class _ChannelsLastReflectionPad(torch.autograd.Function):
+    """Reflection padding by ``pad`` px on every side that keeps a channels_last batch channels_last.
+
+    The forward is a copy of the interior plus one strided copy per padded row and column, bit-identical to
+    ``F.pad(mode="reflect")``; the backward folds the border gradients back onto the pixels they mirror.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, pad: int) -> torch.Tensor:
+        n, c, h, w = x.shape
+        out = torch.empty((n, c, h + 2 * pad, w + 2 * pad), dtype=x.dtype, device=x.device,
+                          memory_format=torch.channels_last)
+        out[:, :, pad : pad + h, pad : pad + w] = x
+        for i in range(1, pad + 1):  # rows above and below, interior columns
+            out[:, :, pad - i, pad : pad + w] = x[:, :, i]
+            out[:, :, pad + h - 1 + i, pad : pad + w] = x[:, :, h - 1 - i]
+        for j in range(1, pad + 1):  # columns left and right over the full height: the corners mirror twice
+            out[:, :, :, pad - j] = out[:, :, :, pad + j]
+            out[:, :, :, pad + w - 1 + j] = out[:, :, :, pad + w - 1 - j]
+        ctx.pad = pad
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        pad = ctx.pad
+        h, w = grad.shape[2] - 2 * pad, grad.shape[3] - 2 * pad
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        grad_x = _fold_columns(grad[:, :, pad : pad + h], pad, w)
+        for i in range(1, pad + 1):
+            grad_x[:, :, i] += _fold_columns(grad[:, :, pad - i], pad, w)
+            grad_x[:, :, h - 1 - i] += _fold_columns(grad[:, :, pad + h - 1 + i], pad, w)
+        return grad_x, None
+
+
+def _fold_columns(grad: torch.Tensor, pad: int, width: int) -> torch.Tensor:
+    """The gradient of the ``width`` interior columns of ``grad`` (last dim padded by ``pad`` on both sides),
+    with each padded column's gradient added to the column it mirrors; a new tensor, innermost dim as ``grad``."""
+    folded = grad[..., pad : pad + width].clone()
+    for j in range(1, pad + 1):
+        folded[..., j] += grad[..., pad - j]
+        folded[..., width - 1 - j] += grad[..., pad + width - 1 + j]
+    return folded
+
+
+class ReflectionPad2d(nn.ReflectionPad2d):
+    """``nn.ReflectionPad2d`` that, when training on the CPU, keeps channels_last activations channels_last and
+    in their own dtype (stock padding converts them to NCHW and, under autocast, to fp32; the next conv then
+    converts them back). Same values; see :func:`~fastnst.model.norm_stats.channels_last_training`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = self.padding[0]
+        if (channels_last_training(self, x) and all(side == pad for side in self.padding)
+                and pad < min(x.shape[-2:])):
+            with torch.autocast(x.device.type, enabled=False):
+                return _ChannelsLastReflectionPad.apply(x, pad)
+        return super().forward(x)
+
+
 class ConvLayer(nn.Sequential):
     """Reflection pad → conv → (instance norm → ReLU).
 
@@ -58,7 +117,7 @@ class ConvLayer(nn.Sequential):
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, *, norm: bool = True, relu: bool = True,
                  styles: int = 1):
-        layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
+        layers: list[nn.Module] = [ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
         if norm:
             layers.append(StatInstanceNorm2d(cout, affine=True) if styles == 1
                           else ConditionalInstanceNorm2d(cout, styles))

@@ -9,6 +9,7 @@ bf16.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,29 +17,141 @@ from torch import nn
 
 from fastnst.perceptual.loss_weights import LossWeights
 
+# A Gram matrix of bf16/fp16 features on the CPU widens this many feature values at a time into one reused fp32
+# buffer: widening a whole early-layer map at once would allocate tens of MB of fresh pages on every step, which
+# costs more than the products themselves.
+_WIDEN_CHUNK_ELEMENTS = 1 << 20
+
+
+def _rows_view(features: torch.Tensor) -> torch.Tensor:
+    """[N, C, H, W] → [N, HW, C] without a copy: contiguous for channels_last memory, a transposed view of
+    [N, C, HW] for NCHW memory (the matmuls take either)."""
+    n, c, h, w = features.shape
+    if c > 1 and features.is_contiguous(memory_format=torch.channels_last):
+        return features.permute(0, 2, 3, 1).reshape(n, h * w, c)
+    return features.reshape(n, c, h * w).transpose(1, 2)
+
+
+def _widened_gram(rows: torch.Tensor) -> torch.Tensor:
+    """rowsᵀ·rows in fp32 for half-precision rows [N, HW, C]: exact products, fp32 sums, chunk by chunk on the CPU."""
+    if rows.device.type != "cpu":
+        wide = rows.float()
+        return torch.bmm(wide.transpose(1, 2), wide)
+    n, hw, c = rows.shape
+    chunk = max(1, min(hw, _WIDEN_CHUNK_ELEMENTS // (n * c)))
+    buffer = torch.empty((n, chunk, c), dtype=torch.float32)
+    gram = torch.zeros((n, c, c), dtype=torch.float32)
+    for start in range(0, hw, chunk):
+        part = buffer[:, : min(chunk, hw - start)]
+        part.copy_(rows[:, start : start + chunk])
+        gram.baddbmm_(part.transpose(1, 2), part)
+    return gram
+
+
+class _Gram(torch.autograd.Function):
+    """G = rowsᵀ·rows / divisor with a one-matmul backward.
+
+    Autograd's backward of ``bmm(rowsᵀ, rows)`` takes two matmuls (one per operand) and adds their results;
+    since G is symmetric, d rows = rows·(dG + dGᵀ) / divisor is one. For bf16 rows that product runs in bf16 on
+    the high and low bf16 halves of the fp32 factor (two cheap matmuls, ~16 bits of the factor kept), instead of
+    widening the features to fp32; the result is rounded to bf16 as the features' gradient always was.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, rows: torch.Tensor, divisor: int, low_precision_products: bool) -> torch.Tensor:
+        ctx.save_for_backward(rows)
+        ctx.divisor = divisor
+        if low_precision_products or rows.dtype not in (torch.bfloat16, torch.float16):
+            rows = rows if low_precision_products else rows.float()
+            gram = torch.bmm(rows.transpose(1, 2), rows).float()
+        else:
+            gram = _widened_gram(rows)
+        return gram.div_(divisor)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (rows,) = ctx.saved_tensors
+        with torch.autocast(rows.device.type, enabled=False):
+            factor = (grad + grad.transpose(1, 2)).div_(ctx.divisor)  # fp32 [N, C, C], symmetric
+            if rows.dtype == torch.bfloat16:
+                high = factor.to(torch.bfloat16)
+                low = (factor - high.float()).to(torch.bfloat16)
+                return _times(rows, high, low), None, None
+            if rows.dtype == torch.float16:  # the factor can exceed fp16's range: products in fp32
+                return _times(rows.float(), factor).to(rows.dtype), None, None
+            return _times(rows, factor.to(rows.dtype)), None, None
+
+
+def _times(rows: torch.Tensor, factor: torch.Tensor, low: torch.Tensor | None = None) -> torch.Tensor:
+    """rows·(factor + low) for symmetric factors, [N, HW, C], laid out in memory like ``rows``."""
+    if rows.transpose(1, 2).is_contiguous():  # NCHW features: compute the [N, C, HW] transpose
+        rows_t = rows.transpose(1, 2)
+        out = torch.bmm(factor, rows_t)
+        return (out if low is None else out.baddbmm_(low, rows_t)).transpose(1, 2)
+    out = torch.bmm(rows, factor)
+    return out if low is None else out.baddbmm_(rows, low)
+
 
 def gram_matrix(features: torch.Tensor, bf16_products: bool = False) -> torch.Tensor:
     """Gram matrix G[c, d] = Σ_hw F[c, hw] F[d, hw] / (C·H·W), per batch item; returns [N, C, C] in fp32.
 
-    With ``bf16_products`` and bf16 features (VGG under bf16 autocast) the products are taken in bf16 (the
-    kernels accumulate in fp32) and only the result is widened: no fp32 copy of the features, a third of the
-    matmul time. fp16 features never take this path (their sums overflow fp16).
+    The products of bf16/fp16 features are exact in fp32 and summed in fp32. With ``bf16_products`` and bf16
+    features the matmul runs in bf16 instead (fp32 accumulation, the result rounded to bf16, then widened): a
+    third of the time, for callers that accept a bf16-rounded Gram. fp16 features never take that path (their
+    sums overflow fp16). Either way the gradient comes back in the features' dtype and memory layout.
     """
     n, c, h, w = features.shape
     in_bf16 = bf16_products and features.dtype == torch.bfloat16 and c > 1
-    source = features if in_bf16 else features.float()  # .float() keeps the memory format
     with torch.autocast(features.device.type, enabled=False):  # autocast would run the bmm in bf16/fp16
-        if in_bf16 or (c > 1 and source.is_contiguous(memory_format=torch.channels_last)):
-            # A view of channels_last memory as [N, HW, C]: no copy, and the gradient comes back in the layout
-            # the convolutions use. Reshaping to [N, C, HW] would copy, and its NCHW gradient then has to be
-            # added to the channels_last one from the next layer (a strided add that showed up in profiles of a
-            # Gatys iteration).
-            flat = source.permute(0, 2, 3, 1).reshape(n, h * w, c)
-            gram = torch.bmm(flat.transpose(1, 2), flat)
-        else:
-            flat = source.reshape(n, c, h * w)  # [N, C, HW]
-            gram = torch.bmm(flat, flat.transpose(1, 2))
-        return gram.float() / (c * h * w)
+        return _Gram.apply(_rows_view(features), c * h * w, in_bf16)
+
+
+class _FeatureMSE(torch.autograd.Function):
+    """mean((output - target)²) in fp32 for features of any dtype.
+
+    ``F.mse_loss`` on the widened features allocates the fp32 copies of both and returns an fp32 gradient in NCHW
+    layout, which autograd then narrows to bf16 and adds to the channels_last gradient from the next layer with a
+    strided add. Here the one fp32 difference is kept for the backward, whose gradient has the output's dtype and
+    memory layout.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        difference = output.to(torch.float32, copy=True).sub_(target)  # exact for bf16 inputs; keeps the layout
+        ctx.save_for_backward(difference)
+        ctx.dtypes = (output.dtype, target.dtype)
+        return _mean_square(difference)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        (difference,) = ctx.saved_tensors
+        scale = grad * (2.0 / difference.numel())
+        grads: list[torch.Tensor | None] = []
+        for sign, dtype, needed in zip((1, -1), ctx.dtypes, ctx.needs_input_grad, strict=True):
+            if not needed:
+                grads.append(None)
+                continue
+            # fp32 product, rounded once (a bf16 ``out=`` would take ATen's unvectorised casting loop, 5× slower)
+            grads.append((difference * (scale * sign)).to(dtype))
+        return grads[0], grads[1]
+
+
+def _mean_square(values: torch.Tensor) -> torch.Tensor:
+    """mean(values²) in fp32 without a squared copy: fp32 norms of short rows in memory order, summed in fp64
+    (one fp32 norm over millions of values drifts by ~1e-4; this matches ``F.mse_loss`` to ~1e-7)."""
+    if values.dim() == 4 and values.is_contiguous(memory_format=torch.channels_last):
+        rows = values.permute(0, 2, 3, 1).reshape(-1, values.shape[1])
+    else:
+        rows = values.reshape(-1, values.shape[-1])
+    return (torch.linalg.vector_norm(rows, dim=1).double().square().sum() / values.numel()).float()
+
+
+def feature_mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``F.mse_loss(output.float(), target.float())`` with a cheaper backward (see :class:`_FeatureMSE`)."""
+    if output.shape != target.shape:
+        raise ValueError(f"feature shapes differ: {tuple(output.shape)} vs {tuple(target.shape)}")
+    with torch.autocast(output.device.type, enabled=False):
+        return _FeatureMSE.apply(output, target)
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:
@@ -57,7 +170,7 @@ class ContentLoss(nn.Module):
         self.layer = layer
 
     def forward(self, output: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return F.mse_loss(output[self.layer].float(), target[self.layer].float())
+        return feature_mse(output[self.layer], target[self.layer])
 
 
 class StyleLoss(nn.Module):

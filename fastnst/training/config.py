@@ -63,12 +63,30 @@ class TrainConfig:
     content_weight: float = option(1e5, "weight of the content loss")
     style_weight: float = option(1e10, "weight of the style loss (Gram matrices normalised by C·H·W)")
     tv_weight: float = option(0.0, "weight of the total-variation loss")
+    stability_weight: float = option(
+        0.0, "weight of the stability loss (Gupta et al. 2017): the mean squared difference, in [0, 1] pixel units, "
+        "between the output of a noisy, shifted copy of each crop and the equally shifted output of the crop; "
+        "trains video that flickers less per frame, at one more transform-network pass per step (0 = off; 3e7 kept "
+        "the style loss within 10 percent, docs/training.md)")
+    stability_noise: float = option(
+        0.01, "σ of the Gaussian pixel noise of the stability loss's perturbed copy (0.01 ≈ the frame-to-frame "
+        "difference of 2/255 sensor noise)")
+    stability_shift: int = option(
+        4, "the stability loss's perturbed copy is shifted by 0…this many px in each direction (4 covers every "
+        "phase of the network's stride-4 grid; 0 = noise only)")
     # --- optimisation
     image_size: int = option(256, "side of the square random crops used for training")
+    crop_max_scale: float = option(
+        1.5, "the shorter side is resized to image_size × U[1, this] before the random crop; 1 = a plain crop at "
+        "image_size")
+    hflip: bool = option(True, "random horizontal flips of the training crops")
     batch_size: int = option(4, "images per step (per process under torchrun)")
     steps: int = option(2000, "optimizer steps")
     learning_rate: float = option(1e-3, "Adam learning rate")
-    schedule: Schedule = option("cosine", "learning-rate schedule after warm-up: constant or cosine")
+    schedule: Schedule = option(
+        "constant", "learning-rate schedule after warm-up: constant (as in Johnson et al.), or cosine decay to "
+        "learning_rate × min_lr_ratio at the last step (it decays early in a short run: 1.4× the style loss of "
+        "constant at 200 steps, docs/benchmarks.md)")
     warmup_steps: int = option(0, "steps of linear learning-rate warm-up")
     min_lr_ratio: float = option(0.1, "cosine schedule ends at learning_rate × this")
     seed: int = option(0, "seed for weights, crops and data order")
@@ -103,9 +121,11 @@ class TrainConfig:
                     "max_pixels")
         out += [f"{name} must be positive, got {getattr(self, name)}"
                 for name in positive if getattr(self, name) <= 0]
-        non_negative = ("style_size", "warmup_steps", "num_workers", "preview_every", "holdout_every")
+        non_negative = ("style_size", "warmup_steps", "num_workers", "preview_every", "holdout_every",
+                        "stability_shift")
         out += [f"{name} must be ≥ 0, got {getattr(self, name)}" for name in non_negative if getattr(self, name) < 0]
-        for name in ("learning_rate", "content_weight", "style_weight", "tv_weight", "min_lr_ratio"):
+        for name in ("learning_rate", "content_weight", "style_weight", "tv_weight", "min_lr_ratio",
+                     "stability_weight", "stability_noise"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 out.append(f"{name} must be a finite number ≥ 0, got {value}")
@@ -116,6 +136,11 @@ class TrainConfig:
             out.append("style_layers must name at least one layer")
         if self.holdout_every == 1:
             out.append("holdout_every = 1 would hold out every photo; use 0 (none) or ≥ 2")
+        if not (math.isfinite(self.crop_max_scale) and self.crop_max_scale >= 1):
+            out.append(f"crop_max_scale must be a finite number ≥ 1, got {self.crop_max_scale}")
+        if self.stability_shift >= self.image_size // 2:
+            out.append(f"stability_shift must be below half of image_size ({self.image_size}), "
+                       f"got {self.stability_shift}")
         if self.image_size < 32:
             out.append(f"image_size must be at least 32 px for VGG, got {self.image_size}")
         if self.style_images and self.style_image:

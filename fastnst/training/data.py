@@ -27,6 +27,7 @@ _MAX_REPLACEMENTS = 16
 class CropSpec:
     size: int
     max_upscale_ratio: float = 1.5  # shorter side is resized to size × U[1, this] (bounded by the photo's size)
+    hflip: bool = True  # flip half of the crops left-right
 
 
 def _generator(seed: int, *keys: int) -> torch.Generator:
@@ -39,7 +40,9 @@ def _generator(seed: int, *keys: int) -> torch.Generator:
 
 
 def random_crop(image: Image.Image, spec: CropSpec, gen: torch.Generator) -> torch.Tensor:
-    """Resize so the shorter side is ≥ ``spec.size`` (random scale), random crop, random flip → [3, S, S]."""
+    """Resize so the shorter side is ≥ ``spec.size`` (random scale), random crop, random flip → [3, S, S].
+
+    The flip's coin is drawn even when ``spec.hflip`` is off, so both settings cut the same crops."""
     w, h = image.size
     short = min(w, h)
     upper = max(1.0, min(spec.max_upscale_ratio, short / spec.size))
@@ -52,7 +55,7 @@ def random_crop(image: Image.Image, spec: CropSpec, gen: torch.Generator) -> tor
     top = int(torch.randint(0, new_h - spec.size + 1, (), generator=gen))
     crop = image.crop((left, top, left + spec.size, top + spec.size))
     tensor = image_to_tensor(crop)[0]
-    if bool(torch.rand((), generator=gen) < 0.5):
+    if bool(torch.rand((), generator=gen) < 0.5) and spec.hflip:
         tensor = tensor.flip(-1)
     return tensor
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fastnst.model.transformer import TransformerNet, TransformerSpec, bake
-from fastnst.perceptual.losses import ContentLoss, LossWeights, PerceptualLoss, StyleLoss
+from fastnst.perceptual.losses import ContentLoss, LossWeights, PerceptualLoss, StyleLoss, gram_matrix
 from fastnst.perceptual.vgg import VGGFeatures
 from fastnst.training.config import TrainConfig, config_from_dict
 from fastnst.training.data import find_photos, split_holdout
@@ -139,6 +139,63 @@ def make_vgg(configs: Sequence[TrainConfig], weights_path: str | os.PathLike[str
         raise ValueError(f"configs use several VGG variants ({', '.join(sorted(variants))}); measure them apart")
     layers = tuple(dict.fromkeys(name for c in configs for name in (c.content_layer, *c.style_layers)))
     return VGGFeatures(layers, weights=variants.pop(), weights_path=weights_path)
+
+
+# ------------------------------------------------------------------------------------------------ judge
+
+# Gatys et al. 2016's losses on the original Caffe VGG19: a measure that neither fastnst's trainer (torchvision VGG16,
+# relu2_2 content, relu*_2/relu*_3 style) nor the pytorch/examples recipe optimises, so comparing trainers with it
+# does not favour the one whose loss it is.
+JUDGE_WEIGHTS = "vgg19_caffe"
+JUDGE_CONTENT_LAYER = "relu4_2"
+JUDGE_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+JUDGE_PAINTING_SIDE = 512  # the painting's longer side when its Grams are taken
+
+
+class GatysJudge:
+    """Content = MSE of relu4_2 features against the photo's; style = Σ over relu1_1 … relu5_1 of the MSE between
+    the output's Gram matrices (normalised by C·H·W) and the painting's (longer side 512 px). Unweighted: the numbers
+    only compare outputs measured against the same painting. Outputs should be clamped to [0, 1] first, as users
+    get them."""
+
+    def __init__(self, painting: str | os.PathLike[str], weights_path: str | os.PathLike[str] | None = None,
+                 vgg: VGGFeatures | None = None) -> None:
+        self.vgg = vgg or self.network(weights_path)
+        if self.vgg.weights != JUDGE_WEIGHTS:
+            raise ConfigError(f"the judge runs on {JUDGE_WEIGHTS}, not {self.vgg.weights}")
+        image = load_rgb(painting)
+        scale = JUDGE_PAINTING_SIDE / max(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.Resampling.BICUBIC, reducing_gap=3.0)
+        device = next(self.vgg.parameters()).device
+        with torch.no_grad():
+            features = self.vgg(image_to_tensor(image).to(device), layers=JUDGE_STYLE_LAYERS)
+        self.targets = {name: gram_matrix(features[name]) for name in JUDGE_STYLE_LAYERS}
+
+    @staticmethod
+    def network(weights_path: str | os.PathLike[str] | None = None) -> VGGFeatures:
+        """The judge's Caffe VGG19; one instance can serve the judges of several paintings."""
+        return VGGFeatures((JUDGE_CONTENT_LAYER, *JUDGE_STYLE_LAYERS), weights=JUDGE_WEIGHTS,
+                           weights_path=weights_path)
+
+    @staticmethod
+    @torch.no_grad()
+    def photo_features(vgg: VGGFeatures, photo: torch.Tensor) -> torch.Tensor:
+        """A photo's relu4_2 features: computed once per photo, whatever painting and outputs are judged."""
+        return vgg(photo, layers=(JUDGE_CONTENT_LAYER,))[JUDGE_CONTENT_LAYER]
+
+    def content_features(self, photo: torch.Tensor) -> torch.Tensor:
+        """:meth:`photo_features` on this judge's network."""
+        return self.photo_features(self.vgg, photo)
+
+    @torch.no_grad()
+    def __call__(self, output: torch.Tensor, photo_features: torch.Tensor) -> dict[str, float]:
+        """{"content", "style"} of one output [1, 3, H, W] against its photo's :meth:`content_features`."""
+        features = self.vgg(output)
+        style = sum(float(F.mse_loss(gram_matrix(features[name]), self.targets[name]))
+                    for name in JUDGE_STYLE_LAYERS)
+        content = float(F.mse_loss(features[JUDGE_CONTENT_LAYER].float(), photo_features.float()))
+        return {"content": content, "style": style}
 
 
 # ------------------------------------------------------------------------------------------------ artifacts

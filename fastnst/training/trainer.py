@@ -34,6 +34,7 @@ from fastnst.perceptual.vgg import VGGFeatures
 from fastnst.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from fastnst.training.config import TrainConfig, config_from_dict, config_to_toml
 from fastnst.training.data import CropSpec, PhotoCrops, StepBatches, draw_styles, make_loader
+from fastnst.training.stability import StabilitySpec, stability_loss, step_generator
 from fastnst.utils.atomic import atomic_write_text
 from fastnst.utils.device import autocast_dtype, resolve_device
 from fastnst.utils.errors import CheckpointError, ConfigError, FastNSTError
@@ -48,7 +49,8 @@ PREVIEW_MAX_SIDE = 256
 RESUME_MUST_MATCH = ("style_image", "style_size", "data_dir", "holdout_every", "width", "residual_blocks", "vgg",
                      "content_layer", "style_layers", "style_layer_weights", "content_weight", "style_weight",
                      "tv_weight", "image_size", "batch_size", "learning_rate", "schedule", "warmup_steps",
-                     "min_lr_ratio", "seed", "style_images", "style_names", "base")
+                     "min_lr_ratio", "seed", "style_images", "style_names", "base", "stability_weight",
+                     "stability_noise", "stability_shift", "crop_max_scale", "hflip")
 
 
 @dataclass
@@ -207,8 +209,9 @@ class Trainer:
         # fp16 needs loss scaling; for bf16 and fp32 the scaler is a no-op, so the loop has no precision branches.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
-        self.dataset = PhotoCrops(config.data_dir, CropSpec(config.image_size), config.seed, config.max_pixels,
-                                  config.holdout_every)
+        self.dataset = PhotoCrops(config.data_dir, CropSpec(config.image_size, config.crop_max_scale, config.hflip),
+                                  config.seed, config.max_pixels, config.holdout_every)
+        self.stability = StabilitySpec.from_config(config)
         self.vgg = VGGFeatures(
             tuple(dict.fromkeys((config.content_layer, *config.style_layers))),
             weights=config.vgg,
@@ -341,12 +344,22 @@ class Trainer:
             slots = torch.tensor(drawn, device=self.device)
             rows = torch.tensor([self.learned[slot] for slot in drawn], device=self.device)
             style_weights = torch.nn.functional.one_hot(rows, self.spec.styles).float()  # [B, styles]
+
+        def network(images: torch.Tensor) -> torch.Tensor:
+            images = images.contiguous(memory_format=self.memory_format)
+            return self.ddp_model(images) if slots is None else self.ddp_model(images, style_weights)
+
         with autocast:
-            y = self.ddp_model(x) if slots is None else self.ddp_model(x, style_weights)
+            y = network(x)
             output_features = self.vgg_fn(y)
             with torch.no_grad():
                 content_features = self.vgg_fn(x, layers=(self.config.content_layer,))
+            stability = stability_loss(network, x, y, step_generator(self.config.seed, self.step, self.dist.rank),
+                                       self.stability) if self.stability.enabled else None  # fp32
         total, parts = self.loss(y, output_features, content_features, slots)  # fp32, outside autocast
+        if stability is not None:
+            parts["stability"] = self.stability.weight * stability
+            total = total + parts["stability"]
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         for parameter in self.norm_rows:  # Adam without weight decay: zero gradients leave the rows bit-equal

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, VGG_DIR
 
 from fastnst.model.transformer import TransformerNet, TransformerSpec
 from fastnst.perceptual.vgg import VGGFeatures
 from fastnst.training.config import TrainConfig
 from fastnst.training.data import find_photos
 from fastnst.training.quality import (
+    JUDGE_STYLE_LAYERS,
     ArtifactReport,
+    GatysJudge,
     LossMeter,
     artifact_report,
     border_stats,
@@ -133,3 +135,44 @@ def test_style_network_is_the_multi_style_network_at_that_style() -> None:
     assert style_network(network, 2).spec.styles == 1
     with pytest.raises(ConfigError):
         style_network(network, 3)
+
+
+def test_gatys_judge_scores_the_painting_and_the_photo() -> None:
+    """The judge's style target is the painting at 512 px: the painting scores ~0 style loss, a photo clearly more;
+    content is 0 for the photo itself and grows with a change of the photo; other VGG weights are refused."""
+    torch.manual_seed(0)
+    layers = ("relu4_2", *JUDGE_STYLE_LAYERS)
+    vgg = VGGFeatures(layers, weights="vgg19_caffe", pretrained=False).eval()
+    painting = REPO / "samples" / "macaw.jpg"
+    judge = GatysJudge(painting, vgg=vgg)
+    assert set(judge.targets) == set(JUDGE_STYLE_LAYERS)
+    image = load_style_tensor(TrainConfig(style_image=str(painting), data_dir=".", style_size=512), str(painting))
+    assert max(image.shape[-2:]) == 512
+    photo = load_eval_image(PHOTO, 96)
+    own = judge(image, judge.content_features(image))
+    scores = judge(photo, judge.content_features(photo))
+    assert own["content"] == 0 and scores["content"] == 0
+    assert own["style"] < 1e-3 * scores["style"] and scores["style"] > 0
+    brighter = judge((photo * 1.3).clamp(0, 1), judge.content_features(photo))
+    assert brighter["content"] > 0
+    with pytest.raises(ConfigError, match="vgg19_caffe"):
+        GatysJudge(painting, vgg=VGGFeatures(layers, weights="vgg19", pretrained=False))
+
+
+@pytest.mark.skipif(not (VGG_DIR / "vgg19_features_caffe.pth").is_file(), reason=f"no Caffe VGG19 in {VGG_DIR}")
+def test_gatys_judge_on_the_real_caffe_vgg19_ranks_the_shipped_model_above_the_photo() -> None:
+    """On the real weights: the shipped starry_night model's output is closer to the painting's style than the
+    photo is, and farther from the photo's content than the photo itself (0)."""
+    painting = VGG_DIR.parent / "styles" / "van_gogh_starry_night.jpg"
+    if not painting.is_file():
+        pytest.skip(f"{painting} not found")
+    from fastnst.model.files import load_model
+
+    model, _ = load_model(REPO / "models" / "starry_night")
+    judge = GatysJudge(painting, VGG_DIR / "vgg19_features_caffe.pth")
+    photo = load_eval_image(PHOTO, 128)
+    features = judge.content_features(photo)
+    with torch.no_grad():
+        stylized = judge(model(photo).clamp(0, 1), features)
+    plain = judge(photo, features)
+    assert stylized["style"] < 0.5 * plain["style"] and stylized["content"] > plain["content"] == 0

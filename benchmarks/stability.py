@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Flicker with and without the stability loss (issue 16, part 3), every variant fine-tuned by the same recipe.
+
+Each variant starts from the weights of a shipped model (default ``starry_night``) and trains the model's own
+recipe (its ``model.json`` config: losses and their weights, precision, seed) for ``--steps`` steps at
+``--image-size`` crops, at the learning rate its schedule ended with (constant), differing only in the stability
+keys, so the baseline ``off`` shows what the short
+fine-tune alone does. For each variant, and for the shipped model as it is, it reports:
+
+* plain per-frame flicker on the ``static``, ``pan`` and ``object`` clips exactly as ``benchmarks/flicker.py``
+  builds and runs them (its ``clips`` function, batches of 4 frames, no remedy), and ``panned_still``: the
+  flicker of ONE stylized frame (the clip's whole 304×240 source, no noise) cut into the pan's windows, i.e. what a
+  perfectly shift-equivariant network would give. It is a reference, not a bound: that frame's instance-norm
+  statistics come from the larger picture, so its texture contrast differs from the windows' own;
+* the trainer's content and style loss on the config's held-out photos (fastnst.training.quality.LossMeter);
+* the artifact statistics and flags of fastnst.training.quality.artifact_report on those photos.
+
+A variant is ``off`` (no stability loss), a weight (``1e8``: the clean output is a fixed target) or a weight with
+``:both`` (the clean output gets gradient too). Results are written to ``benchmarks/results/stability.json``;
+``--keep`` keeps the variants of an earlier report measured with the same recipe, so variants can be added one
+invocation at a time. Usage:
+
+    nice python benchmarks/stability.py [--model starry_night] [--steps 100] [--image-size 128] \\
+        [--variants off,3e7,1e8,1e8:both] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parent
+REPO = BENCHMARKS.parent
+if (REPO.parent / "shared" / "data" / "vgg").is_dir():  # the VGG weights the shipped models were trained with
+    os.environ.setdefault("FASTNST_VGG_WEIGHTS", str(REPO.parent / "shared" / "data" / "vgg"))
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(BENCHMARKS))
+
+from flicker import clips  # noqa: E402  (benchmarks/flicker.py: the clips its table is measured on)
+
+from fastnst.bench.machine import cpu_model  # noqa: E402
+from fastnst.model.files import load_model  # noqa: E402
+from fastnst.model.transformer import TransformerNet  # noqa: E402
+from fastnst.runtime.video import flicker_ratio, model_stylizer  # noqa: E402
+from fastnst.training.config import TrainConfig  # noqa: E402
+from fastnst.training.quality import (  # noqa: E402
+    LossMeter,
+    artifact_report,
+    config_of,
+    heldout_photos,
+    load_eval_image,
+    make_vgg,
+)
+from fastnst.training.trainer import Trainer  # noqa: E402
+from fastnst.utils.images import image_to_tensor  # noqa: E402
+
+FRAME_BATCH = 4  # frames per network call, as benchmarks/flicker.py and `fastnst stylize in.mp4` run them
+PAN_PX = 2  # benchmarks/flicker.py's pan: px per frame
+
+
+def parse_variant(text: str) -> tuple[float, bool]:
+    """'off' → (0, False); '1e8' → (1e8, False); '1e8:both' → (1e8, True)."""
+    weight, _, side = text.partition(":")
+    if side not in ("", "both"):
+        raise SystemExit(f"variant {text!r}: the only suffix is ':both'")
+    return (0.0 if weight == "off" else float(weight)), side == "both"
+
+
+def fine_tune(config: TrainConfig, initial: TransformerNet, clean_gradient: bool) -> tuple[TransformerNet, dict]:
+    """Train ``config`` starting from ``initial``'s weights; returns the network and what the run cost."""
+    trainer = Trainer(config)
+    trainer.model.load_state_dict(initial.state_dict())
+    trainer.stability = replace(trainer.stability, clean_gradient=clean_gradient)
+    started = time.perf_counter()
+    result = trainer.run()
+    seconds = time.perf_counter() - started
+    model, _ = load_model(result.model_path)
+    return model.eval(), {"train_seconds": round(seconds, 1), "seconds_per_step": round(seconds / config.steps, 3),
+                          "final_losses": {k: round(v, 6) for k, v in result.final_losses.items()}}
+
+
+def panned_still(model: TransformerNet, photo: Path, width: int, height: int, frames: int,
+                 pan: torch.Tensor) -> float:
+    """Flicker of the pan clip's windows cut from ONE stylized frame: what perfect shift equivariance would give."""
+    from PIL import Image
+
+    big = image_to_tensor(Image.open(photo).convert("RGB").resize((width + 2 * frames, height + 2 * frames)))
+    with model_stylizer(model) as stylize:
+        styled = stylize(big)
+    cut = torch.cat([styled[..., frames : frames + height, PAN_PX * t : PAN_PX * t + width] for t in range(frames)])
+    return flicker_ratio(pan, cut)
+
+
+def measure(model: TransformerNet, clip_set: dict[str, torch.Tensor], photo: Path, size: tuple[int, int],
+            frames: int, meter: LossMeter, photos: list[torch.Tensor],
+            features: list[dict[str, torch.Tensor]]) -> dict:
+    out: dict = {"flicker": {}}
+    for name, clip in clip_set.items():
+        with model_stylizer(model) as stylize:
+            styled = torch.cat([stylize(clip[i : i + FRAME_BATCH]) for i in range(0, clip.shape[0], FRAME_BATCH)])
+        out["flicker"][name] = round(flicker_ratio(clip, styled), 3)
+    out["flicker"]["panned_still"] = round(panned_still(model, photo, *size, frames, clip_set["pan"]), 3)
+    with torch.no_grad():
+        outputs = [model(p).float().clamp(0, 1) for p in photos]
+    losses = [meter(o, f) for o, f in zip(outputs, features, strict=True)]
+    out["heldout"] = {key: statistics.fmean(entry[key] for entry in losses) for key in ("content", "style")}
+    report = artifact_report(outputs, photos)
+    out["artifacts"] = {**asdict(report), "checkerboard_flag": report.checkerboard, "border_flag": report.border}
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="starry_night", help="shipped model whose weights and recipe start")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--variants", default="off,3e7,1e8,1e8:both")
+    parser.add_argument("--photo", default=str(REPO / "samples" / "castle.jpg"))
+    parser.add_argument("--size", default="256x192", help="clip size, as benchmarks/flicker.py")
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs-dir", default=str(REPO / "runs" / "stability_bench"))
+    parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "stability.json"))
+    parser.add_argument("--keep", action="store_true", help="keep earlier variants measured with the same recipe")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    shipped, info = load_model(args.model, device="cpu")
+    shipped.eval()
+    base = config_of(info.metadata)
+    # The fine-tune continues the model's run where its schedule ended: constant at its final learning rate
+    # (Adam's first steps at the full rate move every weight by about the rate at once and undo the training).
+    recipe = base.replace(image_size=args.image_size, batch_size=args.batch_size, steps=args.steps,
+                          learning_rate=base.learning_rate * base.min_lr_ratio, schedule="constant",
+                          warmup_steps=0, checkpoint_every=args.steps, preview_every=0, tensorboard=False,
+                          num_workers=1)
+    recipe_key = {"model": args.model, "sha256": info.metadata.get("sha256"), "steps": args.steps,
+                  "image_size": args.image_size, "batch_size": args.batch_size,
+                  "stability_noise": recipe.stability_noise, "stability_shift": recipe.stability_shift,
+                  "clip": {"photo": Path(args.photo).name, "size": [width, height], "frames": args.frames}}
+    output = Path(args.output)
+    previous = json.loads(output.read_text()) if args.keep and output.is_file() else {}
+    results: dict = previous.get("variants", {}) if previous.get("recipe") == recipe_key else {}
+
+    clip_set = clips(Path(args.photo), width, height, args.frames)
+    paths = heldout_photos(base.data_dir, base.holdout_every)
+    photos = [load_eval_image(p) for p in paths]
+    vgg = make_vgg([base])
+    with torch.no_grad():
+        features = [vgg(p) for p in photos]
+    meter = LossMeter(base, vgg)
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    if "shipped" not in results:
+        results["shipped"] = {"weight": None, "clean_gradient": None,
+                              **measure(shipped, clip_set, Path(args.photo), (width, height), args.frames, meter,
+                                        photos, features)}
+    for variant in args.variants.split(","):
+        if variant in results:
+            continue
+        weight, both = parse_variant(variant)
+        config = recipe.replace(stability_weight=weight,
+                                output_dir=str(Path(args.runs_dir) / variant.replace(":", "_")))
+        print(f"{variant}: fine-tuning {args.steps} steps at {args.image_size}² × {args.batch_size}", flush=True)
+        model, cost = fine_tune(config, shipped, both)
+        results[variant] = {"weight": weight, "clean_gradient": both, **cost,
+                            **measure(model, clip_set, Path(args.photo), (width, height), args.frames, meter,
+                                      photos, features)}
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write(output, recipe_key, results, load, started, len(paths), base)
+    write(output, recipe_key, results, load, started, len(paths), base)
+    print_table(results)
+    return 0
+
+
+def write(output: Path, recipe_key: dict, results: dict, load: float, started: float, photos: int,
+          base: TrainConfig) -> None:
+    report = {
+        "benchmark": "stability", "recipe": recipe_key,
+        "trained_recipe": ("the model's config with image_size, batch_size, steps replaced and its final learning "
+                           "rate held constant; starts from its weights"),
+        "learning_rate": base.learning_rate * base.min_lr_ratio, "schedule": "constant", "amp": base.amp,
+        "heldout_photos": photos, "variants": results,
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average_at_start": round(load, 2),
+                    "torch": torch.__version__, "python": platform.python_version()},
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    output.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def print_table(results: dict) -> None:
+    off_style = results.get("off", {}).get("heldout", {}).get("style")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    print("| variant | static | pan | object | panned still | held-out style | vs off | held-out content | "
+          "checkerboard | border | s/step |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, entry in results.items():
+        flicker, heldout, artifacts = entry["flicker"], entry["heldout"], entry["artifacts"]
+        ratio = f"{heldout['style'] / off_style:.3f}" if off_style else "–"
+        print(f"| {name} | {flicker['static']:.3f} | {flicker['pan']:.3f} | {flicker['object']:.3f} | "
+              f"{flicker['panned_still']:.3f} | {heldout['style']:.4g} | {ratio} | {heldout['content']:.4g} | "
+              f"{artifacts['checkerboard_flag']} | {artifacts['border_flag']} | "
+              f"{entry.get('seconds_per_step', '–')} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
