@@ -49,8 +49,8 @@ from fastnst.training.config import load_config  # noqa: E402
 from fastnst.training.data import find_photos, split_holdout  # noqa: E402
 from fastnst.training.quality import GatysJudge, load_eval_image  # noqa: E402
 from fastnst.training.trainer import train  # noqa: E402
-from fastnst.utils.atomic import atomic_write_text  # noqa: E402
-from fastnst.utils.images import image_to_tensor, load_rgb  # noqa: E402
+from fastnst.utils.atomic import atomic_path, atomic_write_text  # noqa: E402
+from fastnst.utils.images import image_to_tensor, load_rgb, save_image, tensor_to_image  # noqa: E402
 
 DEFAULT_PAINTINGS = ("van_gogh_the_harvest.jpg", "hokusai_kazusa_sea_route.jpg")  # no shipped model uses them
 IMAGE_SIZE, BATCH_SIZE = 256, 4
@@ -126,10 +126,8 @@ def train_reference(painting: Path, snapshots: list[Run], train_files: list[Path
         trainer.step(batch)
         for run in (run for run in snapshots if run.steps == step):
             folder = run.folder(root)
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / "model.pt.tmp"
-            torch.save(trainer.model.state_dict(), tmp)
-            tmp.replace(folder / "model.pt")
+            with atomic_path(folder / "model.pt") as tmp:
+                torch.save(trainer.model.state_dict(), tmp)
             record = {"settings": settings[run], "wall_seconds": time.perf_counter() - wall,
                       "cpu_seconds": time.process_time() - cpu, "threads": torch.get_num_threads()}
             atomic_write_text(folder / "run.json", json.dumps(record, indent=2))
@@ -189,8 +187,7 @@ def judge_run(run: Run, root: Path, judge: GatysJudge, photos: list[torch.Tensor
 
 
 def thumbnail(image: torch.Tensor) -> Image.Image:
-    array = (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
-    picture = Image.fromarray(array)
+    picture = tensor_to_image(image)
     return picture.resize((round(picture.width * GRID_SIDE / picture.height), GRID_SIDE), Image.Resampling.LANCZOS)
 
 
@@ -204,9 +201,7 @@ def write_grid(path: Path, rows: list[list[torch.Tensor]]) -> None:
         for tile in row:
             grid.paste(tile, (x, r * (GRID_SIDE + 4)))
             x += tile.width + 4
-    tmp = path.with_suffix(".tmp.png")
-    grid.save(tmp)
-    tmp.replace(path)
+    save_image(grid, path)
 
 
 def main() -> int:

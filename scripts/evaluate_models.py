@@ -121,6 +121,13 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
     if judge_weights is not None:
         judge_vgg = GatysJudge.network(judge_weights)
         judge_features = [GatysJudge.photo_features(judge_vgg, photo) for photo in photos]
+
+    def judge_entry(outputs: list[torch.Tensor], painting: str) -> dict:
+        """The independent judge's scores of a model's ``outputs`` and of the photos themselves."""
+        judge = GatysJudge(painting_of(painting), vgg=judge_vgg)
+        return {"trained": judge_outputs(outputs, judge_features, judge),
+                "photo": judge_outputs(photos, judge_features, judge),
+                "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     results: dict[str, dict] = {}
     for name, (model, info) in loaded.items():
         t0 = time.perf_counter()
@@ -134,7 +141,8 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
                 tenth_meta is None or old.get("tenth", {}).get("sha256") == tenth_meta.get("sha256")):
             # Losses kept; the artifact statistics are cheap (no VGG), so they always follow the current code.
             kept = old.get("artifacts", {})
-            old["artifacts"] = {"trained": artifact_dict(artifact_report(stylize(model, photos), photos))}
+            outputs = stylize(model, photos)
+            old["artifacts"] = {"trained": artifact_dict(artifact_report(outputs, photos))}
             if tenth_meta is not None:
                 old["artifacts"]["tenth"] = artifact_dict(
                     artifact_report(stylize(load_model(tenth_path)[0], photos), photos))
@@ -142,10 +150,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
                 old["artifacts"]["tenth"] = kept["tenth"]
             old.setdefault("measured_at", (previous or {}).get("measured_at"))
             if judge_vgg is not None and "judge" not in old:
-                judge = GatysJudge(painting_of(config.style_image), vgg=judge_vgg)
-                old["judge"] = {"trained": judge_outputs(stylize(model, photos), judge_features, judge),
-                                "photo": judge_outputs(photos, judge_features, judge),
-                                "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                old["judge"] = judge_entry(outputs, config.style_image)
             results[name] = old
             print(f"{name}: losses unchanged, kept from the previous report; artifacts remeasured", flush=True)
             continue
@@ -155,11 +160,11 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
             "hardware": meta.get("hardware"), "precision": meta.get("precision"),
             "train_seconds": meta.get("train_seconds"), "final_losses": meta.get("final_losses"),
         }
+        outputs = stylize(model, photos)
         if old.get("sha256") == meta.get("sha256"):  # only the tenth-steps model is new
             entry.update({k: old[k] for k in ("trained", "untrained", "photo", "other_photo")})
-            artifacts = {"trained": artifact_dict(artifact_report(stylize(model, photos), photos))}
+            artifacts = {"trained": artifact_dict(artifact_report(outputs, photos))}
         else:
-            outputs = stylize(model, photos)
             entry["trained"] = measure(outputs, features, meter)
             entry["untrained"] = measure(stylize(untrained_network(config), photos), features, meter)
             entry["photo"] = measure(photos, features, meter)
@@ -176,10 +181,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
             artifacts["tenth"] = artifact_dict(artifact_report(tenth_outputs, photos))
         entry["artifacts"] = artifacts
         if judge_vgg is not None:
-            judge = GatysJudge(painting_of(config.style_image), vgg=judge_vgg)
-            entry["judge"] = {"trained": judge_outputs(stylize(model, photos), judge_features, judge),
-                              "photo": judge_outputs(photos, judge_features, judge),
-                              "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            entry["judge"] = judge_entry(outputs, config.style_image)
         entry["seconds"] = round(time.perf_counter() - t0, 1)
         entry["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         results[name] = entry
