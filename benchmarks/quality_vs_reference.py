@@ -5,8 +5,10 @@ Both trainers learn the same painting from the same photos (every ``--holdout-ev
 is held out and never trained on) at 256² × batch 4. The reference runs as pytorch/examples ships it
 (``benchmarks/reference_recipe.py``: fp32, constant learning rate, Resize + CenterCrop, no shuffling, the last
 partial batch of each epoch kept); fastnst runs with its own defaults, plus any ``--variant`` (one config change
-each, for ablations). Each model then stylizes the held-out photos (shorter side 256) and is scored by the judge
-(:class:`fastnst.training.quality.GatysJudge`, Caffe VGG19, which neither trainer optimises); lower is better.
+each, for ablations). With a constant learning rate (fastnst's default) one training serves every length: the model
+after k steps of a longer run is the k-step model, written out as the run passes step k. Each model then stylizes
+the held-out photos (shorter side 256) and is scored by the judge (:class:`fastnst.training.quality.GatysJudge`,
+Caffe VGG19, which neither trainer optimises); lower is better.
 
 Runs are kept under ``--runs-dir`` and reused when their settings match, so training can be spread over several
 processes (``--only``) and the evaluation run afterwards. Each process trains on ``--threads`` threads and records
@@ -15,12 +17,13 @@ process CPU time, so runs side by side on a shared machine still report comparab
     python benchmarks/quality_vs_reference.py --steps 200 800 \\
         --paintings ../shared/data/styles/van_gogh_the_harvest.jpg \\
                     ../shared/data/styles/hokusai_kazusa_sea_route.jpg \\
-        --variant constant-lr:schedule=constant --variant fp32:amp=none --equal-time
+        --variant fp32:amp=none --equal-time 200
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import re
@@ -45,10 +48,10 @@ from reference_recipe import ReferenceTrainer, ReferenceTransformerNet  # noqa: 
 from fastnst.bench.machine import cpu_model  # noqa: E402
 from fastnst.model.files import load_model  # noqa: E402
 from fastnst.perceptual.weights.resolve import load_vgg_features_state  # noqa: E402
-from fastnst.training.config import load_config  # noqa: E402
+from fastnst.training.config import TrainConfig, load_config  # noqa: E402
 from fastnst.training.data import find_photos, split_holdout  # noqa: E402
 from fastnst.training.quality import GatysJudge, load_eval_image  # noqa: E402
-from fastnst.training.trainer import train  # noqa: E402
+from fastnst.training.trainer import StepReport, Trainer, TrainingStopped  # noqa: E402
 from fastnst.utils.atomic import atomic_path, atomic_write_text  # noqa: E402
 from fastnst.utils.images import image_to_tensor, load_rgb, save_image, tensor_to_image  # noqa: E402
 
@@ -134,22 +137,63 @@ def train_reference(painting: Path, snapshots: list[Run], train_files: list[Path
             print(f"{run.name}: {record['cpu_seconds']:.0f} CPU s", flush=True)
 
 
-def train_fastnst(run: Run, data_dir: Path, holdout_every: int, root: Path, settings: dict) -> None:
-    folder = run.folder(root)
-    if (folder / "checkpoints").exists():  # a stale, unfinished attempt: start over
+def fastnst_config(painting: Path, overrides: dict, data_dir: Path, holdout_every: int, folder: Path,
+                   steps: int) -> TrainConfig:
+    return load_config(None, {
+        "style_image": str(painting), "data_dir": str(data_dir), "holdout_every": holdout_every, "steps": steps,
+        "image_size": IMAGE_SIZE, "batch_size": BATCH_SIZE, "device": "cpu", "tensorboard": False,
+        "num_workers": 0, "checkpoint_every": steps, "output_dir": str(folder), **overrides})
+
+
+def recipe(config: TrainConfig) -> dict:
+    """What decides a fastnst run's result, defaults included (a changed default makes old runs stale)."""
+    skip = {"steps", "checkpoint_every", "output_dir"}
+    values = {key: value for key, value in config.to_dict().items() if key not in skip}
+    return json.loads(json.dumps(values))  # as run.json will read back (tuples become lists)
+
+
+def train_fastnst(runs: list[Run], data_dir: Path, holdout_every: int, root: Path, settings: dict[Run, dict],
+                  cpu_budget: float | None = None) -> None:
+    """One training of one recipe on one painting, written out at each run's length.
+
+    With a constant learning rate the model after k steps of a longer run is the model of a k-step run, so one run
+    serves every length; ``cpu_budget`` adds the model reached when the run's process CPU time passes it (the last
+    run of ``runs``, the equal-time one, whose ``steps`` is the reference length it matches)."""
+    timed = runs[-1] if cpu_budget is not None else None
+    lengths = {run.steps: run for run in runs if run is not timed}
+    folder = runs[0].folder(root).parent / "train"
+    if folder.exists():  # a stale or unfinished attempt: start over
         for path in sorted(folder.rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()
-    config = load_config(None, {
-        "style_image": str(run.painting), "data_dir": str(data_dir), "holdout_every": holdout_every,
-        "steps": run.steps, "image_size": IMAGE_SIZE, "batch_size": BATCH_SIZE, "device": "cpu",
-        "tensorboard": False, "num_workers": 0, "checkpoint_every": run.steps, "output_dir": str(folder),
-        **dict(run.overrides)})
+    longest = max(lengths)
+    # An equal-time run stops itself; the planned length only has to be out of its reach.
+    planned = longest if timed is None else 100 * max(longest, timed.steps)
+    config = fastnst_config(runs[0].painting, dict(runs[0].overrides), data_dir, holdout_every, folder, planned)
+    if len(runs) > 1 and config.schedule != "constant":
+        raise ValueError("snapshots of one run stand for shorter runs only with schedule = 'constant'")
     wall, cpu = time.perf_counter(), time.process_time()
-    train(config)
-    record = {"settings": settings, "wall_seconds": time.perf_counter() - wall,
-              "cpu_seconds": time.process_time() - cpu, "threads": torch.get_num_threads()}
-    atomic_write_text(folder / "run.json", json.dumps(record, indent=2))
-    print(f"{run.name}: {record['cpu_seconds']:.0f} CPU s", flush=True)
+    pending = dict(lengths)
+
+    def write(run: Run, step: int) -> None:
+        trainer.write_model(run.folder(root))
+        record = {"settings": settings[run], "steps_trained": step, "wall_seconds": time.perf_counter() - wall,
+                  "cpu_seconds": time.process_time() - cpu, "threads": torch.get_num_threads()}
+        atomic_write_text(run.folder(root) / "run.json", json.dumps(record, indent=2))
+        print(f"{run.name}: {step} steps, {record['cpu_seconds']:.0f} CPU s", flush=True)
+
+    def on_step(report: StepReport) -> None:
+        nonlocal timed
+        if report.step in pending:
+            write(pending.pop(report.step), report.step)
+        if timed is not None and time.process_time() - cpu >= cpu_budget:
+            write(timed, report.step)
+            timed = None
+        if timed is None and not pending and report.step < planned:
+            trainer.request_stop()
+
+    trainer = Trainer(config, on_step=on_step)
+    with contextlib.suppress(TrainingStopped):  # the equal-time run asked to stop
+        trainer.run()
 
 
 def is_done(run: Run, root: Path, settings: dict) -> bool:
@@ -182,6 +226,7 @@ def judge_run(run: Run, root: Path, judge: GatysJudge, photos: list[torch.Tensor
     record = json.loads((run.folder(root) / "run.json").read_text())
     return {"content": statistics.fmean(s["content"] for s in scores),
             "style": statistics.fmean(s["style"] for s in scores),
+            "steps_trained": record.get("steps_trained", run.steps),
             "cpu_seconds": record["cpu_seconds"], "wall_seconds": record["wall_seconds"],
             "threads": record["threads"]}, outputs[:GRID_PHOTOS]
 
@@ -217,9 +262,9 @@ def main() -> int:
     parser.add_argument("--variant-paintings", type=int, default=1,
                         help="variants run on this many of the paintings (the first ones)")
     parser.add_argument("--variant-steps", nargs="*", type=int, help="steps for the variants (default: the first)")
-    parser.add_argument("--equal-time", action="store_true",
-                        help="also train fastnst for as many steps as fit in the reference's CPU time at the "
-                             "longest --steps (needs the reference and fastnst runs of that length)")
+    parser.add_argument("--equal-time", type=int, metavar="STEPS",
+                        help="also report fastnst after as much CPU time as the reference's STEPS-step run took "
+                             "(needs that reference run first: train it with --only ^reference)")
     parser.add_argument("--only", help="train only runs whose name (trainer/painting/steps) matches this regex, "
                                        "and skip the evaluation")
     parser.add_argument("--threads", type=int, default=1)
@@ -244,6 +289,21 @@ def main() -> int:
              for steps in (args.variant_steps or args.steps[:1])]
     root = args.runs_dir
     settings = {run: run.settings(args.data_dir, args.holdout_every) for run in runs}
+    recipes = {run: recipe(fastnst_config(run.painting, dict(run.overrides), args.data_dir, args.holdout_every,
+                                          root, run.steps)) for run in runs if run.trainer != "reference"}
+    for run, values in recipes.items():
+        settings[run]["recipe"] = values
+    if args.equal_time:
+        for painting in args.paintings:
+            ref, own = Run("reference", painting, args.equal_time), Run("fastnst", painting, max(args.steps))
+            record = ref.folder(root) / "run.json"
+            if not is_done(ref, root, ref.settings(args.data_dir, args.holdout_every)):
+                raise SystemExit(f"--equal-time {args.equal_time}: {ref.name} is not trained yet (include "
+                                 f"{args.equal_time} in --steps and train it with --only ^reference)")
+            run = Run("fastnst-equal-time", painting, args.equal_time)
+            runs.append(run)
+            settings[run] = {**run.settings(args.data_dir, args.holdout_every), "recipe": recipes[own],
+                             "cpu_budget": json.loads(record.read_text())["cpu_seconds"]}
 
     def wanted(run: Run) -> bool:
         return args.only is None or re.search(args.only, run.name) is not None
@@ -254,22 +314,23 @@ def main() -> int:
         if todo:
             every = [run for run in runs if run.trainer == "reference" and run.painting == painting]
             train_reference(painting, every, train_files, root, settings)
+    groups: dict[tuple, list[Run]] = {}  # one training per recipe and painting (snapshots give the lengths)
     for run in runs:
-        if run.trainer != "reference" and wanted(run) and not is_done(run, root, settings[run]):
-            train_fastnst(run, args.data_dir, args.holdout_every, root, settings[run])
-    if args.equal_time:
-        longest = max(args.steps)
-        for painting in args.paintings:
-            ref, own = Run("reference", painting, longest), Run("fastnst", painting, longest)
-            if not (is_done(ref, root, settings[ref]) and is_done(own, root, settings[own])):
-                continue
-            ref_cpu = json.loads((ref.folder(root) / "run.json").read_text())["cpu_seconds"]
-            own_cpu = json.loads((own.folder(root) / "run.json").read_text())["cpu_seconds"]
-            run = Run("fastnst-equal-time", painting, int(longest * ref_cpu / own_cpu))
-            runs.append(run)
-            settings[run] = run.settings(args.data_dir, args.holdout_every)
-            if wanted(run) and not is_done(run, root, settings[run]):
-                train_fastnst(run, args.data_dir, args.holdout_every, root, settings[run])
+        if run.trainer != "reference":
+            trainer = "fastnst" if run.trainer == "fastnst-equal-time" else run.trainer
+            groups.setdefault((trainer, run.painting, run.overrides), []).append(run)
+    for group in groups.values():
+        if not any(wanted(run) and not is_done(run, root, settings[run]) for run in group):
+            continue
+        timed = next((run for run in group if run.trainer == "fastnst-equal-time"), None)
+        if settings[group[0]]["recipe"]["schedule"] == "constant":
+            train_fastnst(group, args.data_dir, args.holdout_every, root, settings,
+                          settings[timed]["cpu_budget"] if timed else None)
+        elif timed is not None:
+            raise SystemExit("--equal-time needs fastnst's default schedule to be 'constant'")
+        else:  # the schedule depends on the run length: one training per length
+            for run in group:
+                train_fastnst([run], args.data_dir, args.holdout_every, root, settings)
     if args.only is not None:
         return 0
 
@@ -297,13 +358,13 @@ def main() -> int:
 
     print(f"\njudge: Gatys et al. on Caffe VGG19, {len(photos)} held-out photos; {cpu_model()}, "
           f"torch {torch.__version__}, {args.threads} thread(s) per run")
-    print(f"{'run':<44}{'style':>10}{'× ref':>8}{'content':>10}{'× ref':>8}{'CPU s':>9}")
+    print(f"{'run (reference length)':<44}{'steps':>7}{'style':>10}{'× ref':>8}{'content':>10}{'× ref':>8}"
+          f"{'CPU s':>9}")
     for name, entry in results.items():
-        steps = max(args.steps) if entry["trainer"] == "fastnst-equal-time" else entry["steps"]
-        ref = results[f"reference/{Path(entry['painting']).stem}/{steps}"]
+        ref = results[f"reference/{Path(entry['painting']).stem}/{entry['steps']}"]
         entry["style_vs_reference"] = entry["style"] / ref["style"]
         entry["content_vs_reference"] = entry["content"] / ref["content"]
-        print(f"{name:<44}{entry['style']:>10.4g}{entry['style_vs_reference']:>8.2f}{entry['content']:>10.4g}"
+        print(f"{name:<44}{entry['steps_trained']:>7}{entry['style']:>10.4g}{entry['style_vs_reference']:>8.2f}{entry['content']:>10.4g}"
               f"{entry['content_vs_reference']:>8.2f}{entry['cpu_seconds']:>9.0f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.json, json.dumps({

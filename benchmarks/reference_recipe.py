@@ -126,7 +126,7 @@ class ReferenceTrainer:
         content_loss = 1e5 * self.mse(features_y.relu2_2, features_x.relu2_2)
         style_loss = 0.0
         for ft_y, gm_s in zip(features_y, self.gram_style, strict=False):
-            style_loss = style_loss + self.mse(gram_matrix(ft_y), gm_s[:n, :, :])
+            style_loss = style_loss + self.mse(gram_matrix(ft_y), gm_s.expand(n, -1, -1))
         total = content_loss + 1e10 * style_loss
         total.backward()
         self.optimizer.step()

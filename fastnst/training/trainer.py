@@ -445,12 +445,17 @@ class Trainer:
             self.log(f"{len(self.skipped)} unreadable image(s) skipped during training")
         model_path = self.output_dir / "model.safetensors"
         if self.dist.is_main:
-            model_path = save_model(self.model, self.output_dir, self._metadata())
+            model_path = self.write_model(self.output_dir)
         if self.dist.world_size > 1:
             dist.barrier()
         return TrainResult(self.output_dir, model_path, self.step, self.recent,
                            self.step * config.batch_size * self.dist.world_size / max(self.elapsed, 1e-9),
                            sorted(self.skipped))
+
+    def write_model(self, folder: str | os.PathLike[str]) -> Path:
+        """Write the network as it is now as a model folder (a run's result, or a snapshot taken from ``on_step``
+        so one run with a constant schedule yields its models at several lengths)."""
+        return save_model(self.model, folder, self._metadata())
 
     # --- logging helpers
     def _make_writer(self) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -73,6 +74,28 @@ def test_style_loss_falls_and_logs(shared_data: Path, tmp_path: Path) -> None:
     tags = events.Tags()
     assert {"loss/total", "loss/style", "loss/content", "loss/tv", "lr", "images_per_second"} <= set(tags["scalars"])
     assert any(tag.startswith("preview/") for tag in tags["images"])
+
+
+def test_snapshot_of_a_constant_schedule_run_is_the_shorter_run(shared_data: Path, tmp_path: Path) -> None:
+    """``write_model`` from ``on_step`` at step 5 of a 12-step constant-rate run gives the 5-step run's weights
+    (what lets benchmarks/quality_vs_reference.py train once for several lengths)."""
+    long = load_config(None, tiny_train_overrides(shared_data, tmp_path / "long", steps=12, schedule="constant"))
+
+    def snapshot(report: StepReport) -> None:
+        if report.step == 5:
+            trainer.write_model(tmp_path / "snapshot")
+
+    trainer = Trainer(long, on_step=snapshot)
+    trainer.run()
+    Trainer(long.replace(steps=5, output_dir=str(tmp_path / "short"))).run()
+    a = load_file(tmp_path / "snapshot" / "model.safetensors")
+    b = load_file(tmp_path / "short" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    final = load_file(tmp_path / "long" / "model.safetensors")  # the snapshot is not the finished run's model
+    assert any(not torch.equal(a[key], final[key]) for key in a)
+    assert json.loads((tmp_path / "snapshot" / "model.json").read_text())["steps"] == 5
 
 
 def test_sigkill_and_resume_gives_identical_weights(shared_data: Path, tmp_path: Path) -> None:
