@@ -2,8 +2,8 @@
 """Make the model-zoo gallery: a content × style grid image (``docs/gallery.jpg``) and its page (``docs/gallery.md``).
 
 Rows are real photos the trainer held out (never trained on) whose licence lets the project redistribute them
-(CC0 or public domain in ../shared/data/manifest.csv); columns are the shipped styles, labelled
-with painter and year.
+(CC0 or public domain in ../shared/data/manifest.csv); columns are the shipped styles (one per style of a
+multi-style model), labelled with painter and year.
 Each photo is stylized at ``--stylize-side`` px on the shorter side (inside the 256–384 px range at which training
 crops were taken, so brush strokes appear at the scale the model learned) and shown at half that size. Example:
 
@@ -16,13 +16,14 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from make_model_cards import SHARED, painting_info, read_manifest  # scripts/ is on sys.path when run
+from make_model_cards import SHARED, Painting, model_paintings, read_manifest  # scripts/ is on sys.path
 from PIL import Image, ImageDraw, ImageFont
 
-from fastnst.model.files import load_model
+from fastnst.model.files import load_styled_model
 from fastnst.runtime.pipeline import stylize_tensor
 from fastnst.training.quality import heldout_photos
 from fastnst.utils.images import image_to_tensor, load_rgb, tensor_to_image
@@ -35,6 +36,30 @@ REDISTRIBUTABLE = ("cc0", "public domain")
 CELL = (240, 180)  # width, height of one grid cell (4:3)
 LABEL_HEIGHT = 46
 JPEG_QUALITY = 85
+
+
+@dataclass(frozen=True)
+class Column:
+    """One style in the grid: a single-style model, or one style of a multi-style model."""
+
+    folder: Path
+    style: str
+    painting: Painting
+    multi: bool
+
+    @property
+    def title(self) -> str:
+        return f"{self.folder.name}: {self.style}" if self.multi else self.folder.name
+
+
+def gallery_columns(models: list[Path]) -> list[Column]:
+    """Every style of every model, in folder order (a multi-style model gives a column per style)."""
+    manifest = read_manifest()
+    columns = []
+    for folder in models:
+        paintings = model_paintings(json.loads((folder / "model.json").read_text()), folder, manifest)
+        columns += [Column(folder, style, painting, len(paintings) > 1) for style, painting in paintings]
+    return columns
 
 
 def cover(image: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -57,27 +82,24 @@ def label(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], lines: list
         y += font.size + 4
 
 
-def build_grid(models: list[Path], photos: list[Path], stylize_side: int) -> Image.Image:
+def build_grid(columns: list[Column], photos: list[Path], stylize_side: int) -> Image.Image:
     """A label row (style name, painter and date), then one row per photo: the photo, then each style.
 
     The paintings themselves are not shown: ../shared/data's digitisations are not the project's to redistribute
     (its README), so the gallery holds only the project's own outputs and CC0/public-domain photos.
     """
-    manifest = read_manifest()
-    columns = len(models) + 1
     cell_w, cell_h = CELL
-    grid = Image.new("RGB", (columns * cell_w, LABEL_HEIGHT + len(photos) * cell_h), (24, 24, 24))
+    grid = Image.new("RGB", ((len(columns) + 1) * cell_w, LABEL_HEIGHT + len(photos) * cell_h), (24, 24, 24))
     draw = ImageDraw.Draw(grid)
     fonts = [ImageFont.load_default(size=16), ImageFont.load_default(size=13)]
     label(draw, (0, 0, cell_w, LABEL_HEIGHT), ["photo", "(held out)"], fonts)
     loaded = []
-    for column, folder in enumerate(models, start=1):
-        model, info = load_model(folder)
+    for index, column in enumerate(columns, start=1):
+        model, _ = load_styled_model(column.folder, style=column.style if column.multi else None)
         loaded.append(model)
-        painting = painting_info(info.metadata["style_image"], manifest)
-        painter = painting.artist.split(" ", 1)[-1]  # "Vincent van Gogh" → "van Gogh"
-        label(draw, (column * cell_w, 0, (column + 1) * cell_w, LABEL_HEIGHT),
-              [folder.name, f"{painter}, {painting.date.split('-')[0]}"], fonts)
+        painter = column.painting.artist.split(" ", 1)[-1]  # "Vincent van Gogh" → "van Gogh"
+        label(draw, (index * cell_w, 0, (index + 1) * cell_w, LABEL_HEIGHT),
+              [column.title, f"{painter}, {column.painting.date.split('-')[0]}"], fonts)
     for row, path in enumerate(photos):
         photo = cover(load_rgb(path), (round(stylize_side * 4 / 3), stylize_side))
         top = LABEL_HEIGHT + row * cell_h
@@ -90,7 +112,7 @@ def build_grid(models: list[Path], photos: list[Path], stylize_side: int) -> Ima
     return grid
 
 
-def page(models: list[Path], photos: list[Path], image_name: str, stylize_side: int) -> str:
+def page(columns: list[Column], photos: list[Path], image_name: str, stylize_side: int) -> str:
     """docs/gallery.md: the grid, what each column is, and the photo credits."""
     manifest = read_manifest()
     quality_file = REPO / "benchmarks" / "results" / "model_quality.json"
@@ -109,13 +131,12 @@ def page(models: list[Path], photos: list[Path], image_name: str, stylize_side: 
         "| model | painting | style loss on held-out photos (untrained network = 1) | card |",
         "|---|---|---|---|",
     ]
-    for folder in models:
-        meta = json.loads((folder / "model.json").read_text())
-        painting = painting_info(meta["style_image"], manifest)
-        q = quality.get(folder.name)
+    for column in columns:
+        q = None if column.multi else quality.get(column.folder.name)
         ratio = f"{q['trained']['style'] / q['untrained']['style']:.3f}" if q else "not measured"
-        lines.append(f"| `{folder.name}` | {painting.label} | {ratio} | "
-                     f"[models/{folder.name}/README.md](../models/{folder.name}/README.md) |")
+        name = column.folder.name
+        lines.append(f"| `{column.title}` | {column.painting.label} | {ratio} | "
+                     f"[models/{name}/README.md](../models/{name}/README.md) |")
     lines += [
         "",
         ("How the models were trained: [recipes.md](recipes.md); measured quality and artifact checks: "
@@ -162,10 +183,11 @@ def main() -> int:
             raise SystemExit(f"{name} is licensed {manifest[f'photos/{name}']['licence']}; the gallery is committed, "
                              "so use CC0 or public-domain photos")
         photos.append(held[name])
-    grid = build_grid(models, photos, args.stylize_side)
+    columns = gallery_columns(models)
+    grid = build_grid(columns, photos, args.stylize_side)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.output, quality=JPEG_QUALITY, optimize=True, progressive=True)
-    args.page.write_text(page(models, photos, os.path.relpath(args.output, args.page.parent), args.stylize_side))
+    args.page.write_text(page(columns, photos, os.path.relpath(args.output, args.page.parent), args.stylize_side))
     print(f"wrote {args.output} ({grid.width}×{grid.height}, {args.output.stat().st_size / 1e6:.2f} MB) "
           f"and {args.page}")
     return 0

@@ -22,11 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 from train_zoo import RECIPES, recipe_of  # scripts/ is on sys.path when this file is run
 
-from fastnst.model.files import load_model
+from fastnst.model.files import load_styled_model
+from fastnst.model.mixing import style_entries
 from fastnst.runtime.pipeline import stylize_tensor
 from fastnst.training.data import find_photos, split_holdout
+from fastnst.utils.atomic import atomic_write_text
 from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side, save_image, tensor_to_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,6 +73,11 @@ def painting_info(style_file: str, manifest: dict[str, dict[str, str]]) -> Paint
                     credit=row["credit"], size=(int(row["width"]), int(row["height"])))
 
 
+def model_paintings(meta: dict, folder: Path, manifest: dict[str, dict[str, str]]) -> list[tuple[str, Painting]]:
+    """(style name, painting) for each style a model holds, in the order of its norm rows."""
+    return [(entry["name"], painting_info(entry["image"], manifest)) for entry in style_entries(meta, folder.name)]
+
+
 def num(value: float) -> str:
     """A config number the way a person writes it: 1e5, 5e9, 0.001."""
     return f"{value:.3g}".replace("e+0", "e").replace("e+", "e")
@@ -91,18 +99,81 @@ def training_photos(config: dict, manifest: dict[str, dict[str, str]]) -> tuple[
     return len(train), len(held), ", ".join(f"{name} {count}" for name, count in packages.most_common())
 
 
-def make_sample(folder: Path, photo: Path = SAMPLE_PHOTO) -> Path:
-    """Stylize the sample photo at ≤ SAMPLE_MAX_SIDE px into ``folder/sample.jpg``."""
-    model, _ = load_model(folder)
+def stylized_sample(folder: Path, photo: Path = SAMPLE_PHOTO, mix: dict[str, float] | None = None) -> Image.Image:
+    """The sample photo at ≤ SAMPLE_MAX_SIDE px through the model (a multi-style model at ``mix``, default: its
+    first style)."""
+    model, _ = load_styled_model(folder, mix=mix)
     image = image_to_tensor(resize_max_side(load_rgb(photo), SAMPLE_MAX_SIDE))
     with torch.inference_mode():
-        result = tensor_to_image(stylize_tensor(model, image))
-    return save_image(result, folder / "sample.jpg", quality=SAMPLE_QUALITY)
+        return tensor_to_image(stylize_tensor(model, image))
 
 
-def card(folder: Path, meta: dict, painting: Painting, photos: tuple[int, int, str], quality: dict | None) -> str:
-    """The Markdown model card."""
+def strip(images: list[Image.Image], gap: int = 4) -> Image.Image:
+    """Images side by side at half size, on white."""
+    tiles = [image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS) for image in images]
+    out = Image.new("RGB", (sum(t.width for t in tiles) + gap * (len(tiles) - 1), tiles[0].height), "white")
+    for index, tile in enumerate(tiles):
+        out.paste(tile, (index * (tile.width + gap), 0))
+    return out
+
+
+def make_samples(folder: Path, styles: list[str], photo: Path = SAMPLE_PHOTO) -> list[Path]:
+    """``folder/sample.jpg``: the sample photo stylized; for a multi-style model, a strip of every style, and
+    ``folder/mix.jpg``: its first two styles mixed at 0, 25, 50, 75 and 100 %."""
+    if len(styles) == 1:
+        return [save_image(stylized_sample(folder, photo), folder / "sample.jpg", quality=SAMPLE_QUALITY)]
+    pure = [stylized_sample(folder, photo, {name: 1.0}) for name in styles]
+    first, second = styles[:2]
+    mixes = [stylized_sample(folder, photo, {first: 1 - share, second: share}) for share in MIX_SHARES]
+    return [save_image(strip(pure), folder / "sample.jpg", quality=SAMPLE_QUALITY),
+            save_image(strip(mixes), folder / "mix.jpg", quality=SAMPLE_QUALITY)]
+
+
+MIX_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)  # of the second style, in mix.jpg
+
+
+def style_section(paintings: list[tuple[str, Painting]], style_size: int) -> list[str]:
+    """Where each style came from: a table of one painting, or one row per style of a multi-style model."""
+    used = f"used at {style_size or 'full'} px on the longer side"
+    if len(paintings) == 1:
+        painting = paintings[0][1]
+        return [
+            "## Style image",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| painting | {painting.title} |",
+            f"| artist | {painting.artist} |",
+            f"| date | {painting.date or '–'} |",
+            (f"| file | `../shared/data/styles/{painting.file}` ({painting.size[0]}×{painting.size[1]} px; "
+             f"{used}) |"),
+            "| painting licence | public domain (the painter died over 70 years ago) |",
+            f"| digitisation | from the Debian/PyPI package `{painting.source_package}`, licence as recorded in "
+            f"`../shared/data/manifest.csv`: {painting.licence}"
+            + (f"; credit: {painting.credit}" if painting.credit else "") + " |",
+        ]
+    lines = [
+        "## Style images",
+        "",
+        (f"Paintings in public domain (the painters died over 70 years ago), {used}; digitisations from "
+         "`../shared/data/styles`, licences as recorded in `../shared/data/manifest.csv`."),
+        "",
+        "| style | painting | file | digitisation |",
+        "|---|---|---|---|",
+    ]
+    for style, painting in paintings:
+        lines.append(f"| `{style}` | {painting.label} | `{painting.file}` ({painting.size[0]}×{painting.size[1]} px) "
+                     f"| `{painting.source_package}`: {painting.licence}"
+                     + (f"; credit: {painting.credit}" if painting.credit else "") + " |")
+    return lines
+
+
+def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos: tuple[int, int, str],
+         quality: dict | None) -> str:
+    """The Markdown model card (one style, or a multi-style model's styles and mixes)."""
     name = folder.name
+    styles = [style for style, _ in paintings]
+    multi = len(styles) > 1
     config = meta["config"]
     recipe = recipe_of(config)
     losses = meta.get("final_losses") or {}
@@ -112,33 +183,46 @@ def card(folder: Path, meta: dict, painting: Painting, photos: tuple[int, int, s
     layers = ", ".join(f"{layer} ×{w:g}"
                        for layer, w in zip(config["style_layers"], config["style_layer_weights"], strict=False))
     recipe_flags = " ".join(f"{k} {v}" for k, v in RECIPES.get(recipe, {}).items())
+    photo_credit = ("`samples/castle.jpg` (Neuschwanstein Castle, photo by cameralends, CC0; held out from "
+                    f"training), stylized at {SAMPLE_MAX_SIDE} px on the longer side")
     lines = [
         f"# `{name}` — fastnst style model",
         "",
         "<!-- generated by scripts/make_model_cards.py; do not edit by hand -->",
         "",
-        (f"Style of {painting.label}. A feed-forward transform network (Johnson et al. 2016; "
-        f"{meta['parameters']:,} parameters) trained with fastnst's own trainer on real photos."),
+    ]
+    if multi:
+        first, second = styles[:2]
+        lines += [
+            (f"{len(styles)} styles in one feed-forward transform network (Johnson et al. 2016; "
+             f"{meta['parameters']:,} parameters) trained with fastnst's own trainer on real photos: every weight "
+             "is shared except the instance norms' scale and shift, one row per style (conditional instance "
+             "norm, Dumoulin et al. 2017), so any mix of the styles runs too. Styles: "
+             + ", ".join(f"`{style}`" for style in styles) + "."),
+            "",
+            f"![each style of {name} applied to a held-out photo](sample.jpg)",
+            "",
+            (f"*Sample:* {photo_credit}, in each style from left to right: "
+             + ", ".join(f"`{style}`" for style in styles) + "."),
+            "",
+            f"![{first} mixed into {second}](mix.jpg)",
+            "",
+            (f"*Mixes:* `{first}` and `{second}` at "
+             + ", ".join(f"{round(100 * (1 - share))}/{round(100 * share)} %" for share in MIX_SHARES)
+             + f", e.g. `fastnst stylize samples/castle.jpg --model {name} --mix {first}=0.5,{second}=0.5`."),
+        ]
+    else:
+        lines += [
+            (f"Style of {paintings[0][1].label}. A feed-forward transform network (Johnson et al. 2016; "
+             f"{meta['parameters']:,} parameters) trained with fastnst's own trainer on real photos."),
+            "",
+            f"![{name} applied to a held-out photo](sample.jpg)",
+            "",
+            f"*Sample:* {photo_credit} with `fastnst stylize samples/castle.jpg --model {name}`.",
+        ]
+    lines += [
         "",
-        f"![{name} applied to a held-out photo](sample.jpg)",
-        "",
-        (f"*Sample:* `samples/castle.jpg` (Neuschwanstein Castle, photo by cameralends, CC0; held out from "
-        f"training), stylized at {SAMPLE_MAX_SIDE} px on the longer side with "
-        f"`fastnst stylize samples/castle.jpg --model {name}`."),
-        "",
-        "## Style image",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| painting | {painting.title} |",
-        f"| artist | {painting.artist} |",
-        f"| date | {painting.date or '–'} |",
-        (f"| file | `../shared/data/styles/{painting.file}` ({painting.size[0]}×{painting.size[1]} px; used at "
-        f"{config['style_size'] or 'full'} px on the longer side) |"),
-        "| painting licence | public domain (the painter died over 70 years ago) |",
-        f"| digitisation | from the Debian/PyPI package `{painting.source_package}`, licence as recorded in "
-        f"`../shared/data/manifest.csv`: {painting.licence}"
-        + (f"; credit: {painting.credit}" if painting.credit else "") + " |",
+        *style_section(paintings, config["style_size"]),
         "",
         "## Files",
         "",
@@ -150,7 +234,7 @@ def card(folder: Path, meta: dict, painting: Painting, photos: tuple[int, int, s
         lines.append(f"- `model.onnx` — ONNX export ({onnx.stat().st_size / 1e6:.1f} MB; dynamic batch, height, "
                      "width; checked against PyTorch when exported)")
     lines += [
-        "- `sample.jpg` — the sample above",
+        "- `sample.jpg`" + (", `mix.jpg` — the samples above" if multi else " — the sample above"),
         "",
         "## Training",
         "",
@@ -159,23 +243,29 @@ def card(folder: Path, meta: dict, painting: Painting, photos: tuple[int, int, s
         (f"| photos | {n_train} real photos from `../shared/data/photos` ({packages}); every "
         f"{config['holdout_every']}th of the sorted folder ({n_held} photos) held out and never trained on |"),
         (f"| recipe | `{recipe}` (`scripts/train_zoo.py --recipe {recipe}`: {recipe_flags}; see "
-        "[docs/recipes.md](../../docs/recipes.md)) |"),
+         "[docs/recipes.md](../../docs/recipes.md)) |" if recipe in RECIPES else
+         "| recipe | not one of `scripts/train_zoo.py`'s recipes (the settings below) |"),
         (f"| steps | {meta['steps']} × batch {config['batch_size']} random {config['image_size']}² crops "
         f"({meta['steps'] * config['batch_size']:,} crops) |"),
-        (f"| optimiser | Adam, learning rate {config['learning_rate']:g}, {config['schedule']} schedule to "
-        f"{config['learning_rate'] * config['min_lr_ratio']:g}, warm-up {config['warmup_steps']}, "
-        f"seed {config['seed']} |"),
+        (f"| optimiser | Adam, learning rate {config['learning_rate']:g}, {config['schedule']} schedule"
+         + ("" if config["schedule"] == "constant" else
+            f" to {config['learning_rate'] * config['min_lr_ratio']:g}")
+         + f", warm-up {config['warmup_steps']}, seed {config['seed']} |"),
         f"| loss network | {config['vgg']} (ImageNet weights) |",
         f"| content loss | {config['content_layer']}, weight {num(config['content_weight'])} |",
         f"| style loss | {layers}; weight {num(config['style_weight'])}; Gram matrices / (C·H·W) |",
         f"| TV loss weight | {num(config['tv_weight'])} |",
-        f"| precision | {meta.get('precision', '?')} autocast (losses in fp32) |",
+        (f"| precision | {meta.get('precision', '?')}"
+         + (" |" if meta.get("precision") == "float32" else " autocast (losses in fp32) |")),
         f"| hardware | {meta.get('hardware', '?')}, torch {meta.get('torch', '?')} |",
         (f"| time | {meta.get('train_seconds', 0):.0f} s in training steps (start-up, data loading and saving not "
         "included) |"),
-        (f"| config | [`configs/styles/{name}.toml`](../../configs/styles/{name}.toml) (inherits "
-        "`configs/defaults.toml`), plus the recipe's flags |"),
     ]
+    if (REPO / "configs" / "styles" / f"{name}.toml").is_file():
+        lines.append(f"| config | [`configs/styles/{name}.toml`](../../configs/styles/{name}.toml) (inherits "
+                     "`configs/defaults.toml`), plus the recipe's flags |")
+    else:
+        lines.append("| config | the full config is in `model.json` |")
     if "gpu" in recipe and "NVIDIA" in str(meta.get("hardware")):
         lines.append("| GPU inputs | photos and style image downscaled to 512 px on the longer side and VGG16 "
                      "weights cast to fp16 before upload (`benchmarks/prepare_device_payload.py`) |")
@@ -221,13 +311,18 @@ def card(folder: Path, meta: dict, painting: Painting, photos: tuple[int, int, s
         ]
     else:
         lines.append("- Held-out losses: not measured yet (run `scripts/evaluate_models.py`).")
+    use = [f"fastnst stylize photo.jpg --model {name} -o photo_{name}.jpg"]
+    if multi:
+        use = [f"fastnst stylize photo.jpg --model {name} --style {styles[1]} -o photo_{styles[1]}.jpg",
+               f"fastnst stylize photo.jpg --model {name} --mix {styles[0]}=0.7,{styles[1]}=0.3 -o photo_mix.jpg"]
+    query = f"model={name}" + (f"&style={styles[1]}" if multi else "")
     lines += [
         "",
         "## Use",
         "",
         "```bash",
-        f"fastnst stylize photo.jpg --model {name} -o photo_{name}.jpg",
-        f"fastnst serve --models models    # then POST /v1/stylize?model={name}",
+        *use,
+        f"fastnst serve --models models    # then POST /v1/stylize?{query}",
         "```",
         "",
     ]
@@ -271,12 +366,12 @@ def main() -> int:
     quality = json.loads(args.quality.read_text())["models"] if args.quality.is_file() else {}
     for folder in folders:
         meta = json.loads((folder / "model.json").read_text())
-        painting = painting_info(meta["style_image"], manifest)
-        if not args.no_samples or not (folder / "sample.jpg").is_file():
-            make_sample(folder)
-        text = card(folder, meta, painting, training_photos(meta["config"], manifest), quality.get(folder.name))
-        (folder / "README.md").write_text(text, encoding="utf-8")
-        print(f"wrote {folder / 'README.md'} and {folder / 'sample.jpg'}")
+        paintings = model_paintings(meta, folder, manifest)
+        written = [] if args.no_samples and (folder / "sample.jpg").is_file() else make_samples(
+            folder, [style for style, _ in paintings])
+        text = card(folder, meta, paintings, training_photos(meta["config"], manifest), quality.get(folder.name))
+        atomic_write_text(folder / "README.md", text)
+        print(f"wrote {', '.join(str(path) for path in [folder / 'README.md', *written])}")
     if not args.models and RECIPES_DOC.is_file():
         update_recipes_doc(folders)
         print(f"updated the model table in {RECIPES_DOC}")

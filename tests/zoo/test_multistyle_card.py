@@ -1,0 +1,86 @@
+"""Model cards and the gallery for a multi-style model: every style credited, a strip of pure styles and of mixes,
+one gallery column per style (a small seeded network; the paintings' credits come from ../shared/data)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from conftest import REPO, SHARED_DATA, requires_shared
+from PIL import Image
+
+from fastnst.model.files import save_model
+from fastnst.model.transformer import TransformerNet, TransformerSpec, extend
+from fastnst.training.config import load_config
+from fastnst.training.trainer import model_metadata
+
+sys.path.insert(0, str(REPO / "scripts"))
+import make_gallery
+import make_model_cards
+
+pytestmark = requires_shared
+PAINTINGS = {"night": "van_gogh_starry_night.jpg", "wave": "hokusai_great_wave.jpg"}
+SINGLE_PAINTING = "van_gogh_night_cafe.jpg"
+
+
+def write_models(root: Path) -> tuple[Path, Path]:
+    """``root/duo`` (styles night, wave, with different norm rows) and ``root/cafe`` (one style)."""
+    torch.manual_seed(5)
+    single = TransformerNet(TransformerSpec(width=8, residual_blocks=1))
+    duo = extend(single, 1)
+    with torch.no_grad():
+        for key in duo.style_keys():
+            duo.state_dict()[key][1].normal_(1.0 if key.endswith("weight") else 0.0, 0.5)
+    photos = str(SHARED_DATA / "photos")
+    config = load_config(None, {"style_images": [str(SHARED_DATA / "styles" / f) for f in PAINTINGS.values()],
+                                "style_names": list(PAINTINGS), "data_dir": photos, "holdout_every": 10})
+    styles = [{"name": name, "image": image} for name, image in PAINTINGS.items()]
+    run = {"hardware": "cpu × 1", "precision": "float32", "torch": torch.__version__}
+    save_model(duo, root / "duo", model_metadata(config, steps=3, losses={}, seconds=1.0, run_info=run,
+                                                 skipped_files=0, styles=styles))
+    config = load_config(None, {"style_image": str(SHARED_DATA / "styles" / SINGLE_PAINTING), "data_dir": photos,
+                                "holdout_every": 10})
+    save_model(single, root / "cafe", model_metadata(config, steps=3, losses={}, seconds=1.0, run_info=run,
+                                                     skipped_files=0))
+    return root / "duo", root / "cafe"
+
+
+def test_multistyle_card_credits_every_style_and_shows_pure_styles_and_mixes(tmp_path: Path, monkeypatch) -> None:
+    duo, _ = write_models(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["make_model_cards.py", str(duo), "--quality", str(tmp_path / "none.json")])
+    assert make_model_cards.main() == 0
+
+    text = (duo / "README.md").read_text()
+    assert "2 styles in one feed-forward transform network" in text
+    assert "| `night` | Vincent van Gogh, *The Starry Night*" in text
+    assert "| `wave` | Katsushika Hokusai" in text
+    assert "--mix night=0.5,wave=0.5" in text and "0/100 %" in text
+    assert "POST /v1/stylize?model=duo&style=wave" in text
+    assert "the full config is in `model.json`" in text  # no configs/styles/duo.toml
+
+    sample, mix = Image.open(duo / "sample.jpg"), Image.open(duo / "mix.jpg")
+    tile = (mix.width - 4 * 4) // 5
+    assert sample.width == 2 * tile + 4 and sample.height == mix.height
+    # The strips are the model's outputs: the ends of the mix strip are the pure styles.
+    pure = [make_model_cards.stylized_sample(duo, mix={name: 1.0}) for name in PAINTINGS]
+    ends = [make_model_cards.stylized_sample(duo, mix={"night": 1 - share, "wave": share}) for share in (0, 1)]
+    for a, b in zip(pure, ends, strict=True):
+        assert a.tobytes() == b.tobytes()
+    assert pure[0].tobytes() != pure[1].tobytes()
+
+
+def test_gallery_gives_a_multistyle_model_one_column_per_style(tmp_path: Path) -> None:
+    duo, cafe = write_models(tmp_path)
+    columns = make_gallery.gallery_columns([cafe, duo])
+    assert [column.title for column in columns] == ["cafe", "duo: night", "duo: wave"]
+    assert [column.painting.file for column in columns] == [SINGLE_PAINTING, *PAINTINGS.values()]
+
+    photo = SHARED_DATA / "photos" / make_gallery.DEFAULT_PHOTOS[0]
+    grid = make_gallery.build_grid(columns, [photo], 120)
+    cell_w, cell_h = make_gallery.CELL
+    assert grid.size == (4 * cell_w, make_gallery.LABEL_HEIGHT + cell_h)
+    cells = [grid.crop((i * cell_w, make_gallery.LABEL_HEIGHT, (i + 1) * cell_w, grid.height)) for i in (2, 3)]
+    assert cells[0].tobytes() != cells[1].tobytes()  # each column runs its own style
+    page = make_gallery.page(columns, [photo], "gallery.jpg", 120)
+    assert "| `duo: wave` | Katsushika Hokusai" in page and "not measured" in page
