@@ -10,6 +10,9 @@ seen in training; shorter side resized to 256 px), the trainer's own content and
 - the same recipe run for a tenth of the steps (model folders under ``--tenth-dir``, if present);
 - the photo itself (no stylization: content loss 0, the photo's own distance to the painting's style).
 
+A multi-style model is measured once per style (``model:style``, the network baked for that style, against that
+style's painting) and set beside any single-style model of the same painting.
+
 Checkerboard and border statistics of the trained (and tenth) outputs are compared with the photos' own (see
 fastnst.training.quality). Writes a JSON (numbers per photo) and a Markdown page with the tables. Example:
 
@@ -25,7 +28,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,6 +38,8 @@ from train_zoo import recipe_of  # scripts/ is on sys.path when this file is run
 
 from fastnst.bench.machine import cpu_model
 from fastnst.model.files import load_model
+from fastnst.model.transformer import TransformerNet
+from fastnst.training.config import TrainConfig
 from fastnst.training.quality import (
     BORDER_BAND_FRACTION,
     BORDER_DETAIL_MAX,
@@ -51,6 +56,7 @@ from fastnst.training.quality import (
     heldout_photos,
     load_eval_image,
     make_vgg,
+    style_network,
     untrained_network,
 )
 
@@ -92,6 +98,39 @@ def painting_of(config_image: str) -> Path:
     return path if path.is_file() else SHARED / "styles" / path.name
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One network to measure: a single-style model, or one style of a multi-style model."""
+
+    name: str  # the model folder's name, or "folder:style"
+    network: TransformerNet
+    metadata: dict
+    config: TrainConfig
+    painting: str  # the config's path of the painting it learned
+    style: int  # its row in the model (0 for a single-style model)
+    model: str  # the model folder's name
+
+
+def measured_networks(model_dirs: list[Path]) -> list[Measured]:
+    """Every model of ``model_dirs``, a multi-style one once per style."""
+    out = []
+    for folder in model_dirs:
+        network, info = load_model(folder)
+        config = config_of(info.metadata)
+        paintings = config.paintings
+        for row, (style, image) in enumerate(paintings):
+            name = folder.name if len(paintings) == 1 else f"{folder.name}:{style}"
+            out.append(Measured(name, style_network(network, row), info.metadata, config, image, row, folder.name))
+    return out
+
+
+def single_style_twins(units: list[Measured]) -> dict[str, str]:
+    """Each style of a multi-style model → a single-style model of the same painting (by file name), if any."""
+    singles = {Path(u.painting).name: u.name for u in units if u.config.style_image}
+    return {u.name: singles[Path(u.painting).name] for u in units
+            if not u.config.style_image and Path(u.painting).name in singles}
+
+
 @torch.no_grad()
 def judge_outputs(outputs: list[torch.Tensor], photo_features: list[torch.Tensor], judge: GatysJudge) -> dict:
     """Mean Gatys-judge content and style of ``outputs`` against each photo's relu4_2 features."""
@@ -103,8 +142,8 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
              short_side: int, previous: dict | None = None, judge_weights: Path | None = None) -> dict:
     """Measure every model; entries of ``previous`` (an earlier report) whose weights and settings are unchanged
     are kept as they are, so adding the tenth-steps models later costs only their own measurement."""
-    loaded = {d.name: load_model(d) for d in model_dirs}
-    configs = {name: config_of(info.metadata) for name, (_, info) in loaded.items()}
+    units = measured_networks(model_dirs)
+    configs = {unit.name: unit.config for unit in units}
     holdouts = {c.holdout_every for c in configs.values()}
     if len(holdouts) != 1 or 0 in holdouts:
         raise SystemExit(f"models disagree on, or lack, held-out photos (holdout_every: {sorted(holdouts)})")
@@ -129,12 +168,13 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
                 "photo": judge_outputs(photos, judge_features, judge),
                 "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     results: dict[str, dict] = {}
-    for name, (model, info) in loaded.items():
+    twins = single_style_twins(units)
+    for unit in units:
         t0 = time.perf_counter()
-        config = configs[name]
-        meta = info.metadata
+        name, model, config, meta = unit.name, unit.network, unit.config, unit.metadata
         old = reusable.get(name, {})
-        tenth_path = tenth_dir / name if tenth_dir else None
+        painting = str(painting_of(unit.painting))
+        tenth_path = tenth_dir / name if tenth_dir and name == unit.model else None
         tenth_meta = (load_model(tenth_path)[1].metadata if tenth_path is not None
                       and (tenth_path / "model.safetensors").is_file() else None)
         if old.get("sha256") == meta.get("sha256") and (
@@ -150,11 +190,11 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
                 old["artifacts"]["tenth"] = kept["tenth"]
             old.setdefault("measured_at", (previous or {}).get("measured_at"))
             if judge_vgg is not None and "judge" not in old:
-                old["judge"] = judge_entry(outputs, config.style_image)
+                old["judge"] = judge_entry(outputs, painting)
             results[name] = old
             print(f"{name}: losses unchanged, kept from the previous report; artifacts remeasured", flush=True)
             continue
-        meter = LossMeter(config, vgg)
+        meter = LossMeter(config, vgg, image=painting)
         entry: dict = {
             "sha256": meta.get("sha256"), "recipe": recipe_of(meta["config"]), "steps": meta.get("steps"),
             "hardware": meta.get("hardware"), "precision": meta.get("precision"),
@@ -166,7 +206,8 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
             artifacts = {"trained": artifact_dict(artifact_report(outputs, photos))}
         else:
             entry["trained"] = measure(outputs, features, meter)
-            entry["untrained"] = measure(stylize(untrained_network(config), photos), features, meter)
+            untrained = style_network(untrained_network(config), unit.style)
+            entry["untrained"] = measure(stylize(untrained, photos), features, meter)
             entry["photo"] = measure(photos, features, meter)
             entry["other_photo"] = measure(unrelated, features, meter)
             artifacts = {"trained": artifact_dict(artifact_report(outputs, photos))}
@@ -181,7 +222,11 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
             artifacts["tenth"] = artifact_dict(artifact_report(tenth_outputs, photos))
         entry["artifacts"] = artifacts
         if judge_vgg is not None:
-            entry["judge"] = judge_entry(outputs, config.style_image)
+            entry["judge"] = judge_entry(outputs, painting)
+        if name != unit.model:  # a style of a multi-style model
+            entry["model"], entry["style"] = unit.model, name.split(":", 1)[1]
+            if name in twins:
+                entry["single_style"] = twins[name]
         entry["seconds"] = round(time.perf_counter() - t0, 1)
         entry["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         results[name] = entry
@@ -230,7 +275,7 @@ def summary(models: dict) -> list[str]:
                   for m in tenth.values()]
         out.append(f"- Steps: for the {len(tenth)} style(s) with a tenth-of-steps run ({', '.join(tenth)}), the "
                    f"full run's style loss is {span(ratios)} of the short run's and its total {span(totals)}.")
-    missing = [name for name in models if name not in tenth]
+    missing = [name for name, m in models.items() if name not in tenth and "model" not in m]
     if missing:
         out.append(f"- Not yet measured: the tenth-of-steps runs of {', '.join(missing)} (see docs/recipes.md).")
     for kind in ("checkerboard", "border"):
@@ -238,6 +283,34 @@ def summary(models: dict) -> list[str]:
         out.append(f"- {kind.capitalize()} check: " + (f"flags {', '.join(flagged)} ({len(flagged)} of "
                    f"{len(models)})." if flagged else f"no model flagged (of {len(models)})."))
     return out
+
+
+def multistyle_section(models: dict) -> list[str]:
+    """Each style of a multi-style model beside the single-style model of the same painting (if one was measured)."""
+    styles = {name: m for name, m in models.items() if "model" in m}
+    if not styles:
+        return []
+    lines = [
+        "",
+        "## Multi-style models against single-style ones",
+        "",
+        ("Each style of a multi-style model (the network baked for that style) on the same photos and the same "
+         "painting's losses as the single-style model of that painting; ratios below 1 favour the multi-style "
+         "model. Steps are the run's total (a multi-style run shares them among its styles)."),
+        "",
+        "| style | steps | style loss | single-style model | steps | style loss | style ratio | content ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in styles.items():
+        twin = models.get(m.get("single_style", ""))
+        if twin is None:
+            lines.append(f"| `{name}` | {m['steps']} | {fmt(m['trained']['style'])} | – | – | – | – | – |")
+            continue
+        lines.append(f"| `{name}` | {m['steps']} | {fmt(m['trained']['style'])} | `{m['single_style']}` | "
+                     f"{twin['steps']} | {fmt(twin['trained']['style'])} | "
+                     f"{m['trained']['style'] / twin['trained']['style']:.3f} | "
+                     f"{m['trained']['content'] / twin['trained']['content']:.3f} |")
+    return lines
 
 
 def markdown(report: dict) -> str:
@@ -308,6 +381,7 @@ def markdown(report: dict) -> str:
         for name, j in judged.items():
             lines.append(f"| `{name}` | {fmt(j['trained']['style'])} | {fmt(j['photo']['style'])} | "
                          f"{j['trained']['style'] / j['photo']['style']:.3f} | {fmt(j['trained']['content'])} |")
+    lines += multistyle_section(models)
     lines += [
         "",
         "## Total (content + style, the quantity training minimises)",

@@ -6,48 +6,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
 from conftest import REPO, SHARED_DATA, requires_shared
+from multistyle_zoo import PAINTINGS, SINGLE_PAINTING, write_credited_models
 from PIL import Image
-
-from fastnst.model.files import save_model
-from fastnst.model.transformer import TransformerNet, TransformerSpec, extend
-from fastnst.training.config import load_config
-from fastnst.training.trainer import model_metadata
 
 sys.path.insert(0, str(REPO / "scripts"))
 import make_gallery
 import make_model_cards
 
 pytestmark = requires_shared
-PAINTINGS = {"night": "van_gogh_starry_night.jpg", "wave": "hokusai_great_wave.jpg"}
-SINGLE_PAINTING = "van_gogh_night_cafe.jpg"
-
-
-def write_models(root: Path) -> tuple[Path, Path]:
-    """``root/duo`` (styles night, wave, with different norm rows) and ``root/cafe`` (one style)."""
-    torch.manual_seed(5)
-    single = TransformerNet(TransformerSpec(width=8, residual_blocks=1))
-    duo = extend(single, 1)
-    with torch.no_grad():
-        for key in duo.style_keys():
-            duo.state_dict()[key][1].normal_(1.0 if key.endswith("weight") else 0.0, 0.5)
-    photos = str(SHARED_DATA / "photos")
-    config = load_config(None, {"style_images": [str(SHARED_DATA / "styles" / f) for f in PAINTINGS.values()],
-                                "style_names": list(PAINTINGS), "data_dir": photos, "holdout_every": 10})
-    styles = [{"name": name, "image": image} for name, image in PAINTINGS.items()]
-    run = {"hardware": "cpu × 1", "precision": "float32", "torch": torch.__version__}
-    save_model(duo, root / "duo", model_metadata(config, steps=3, losses={}, seconds=1.0, run_info=run,
-                                                 skipped_files=0, styles=styles))
-    config = load_config(None, {"style_image": str(SHARED_DATA / "styles" / SINGLE_PAINTING), "data_dir": photos,
-                                "holdout_every": 10})
-    save_model(single, root / "cafe", model_metadata(config, steps=3, losses={}, seconds=1.0, run_info=run,
-                                                     skipped_files=0))
-    return root / "duo", root / "cafe"
 
 
 def test_multistyle_card_credits_every_style_and_shows_pure_styles_and_mixes(tmp_path: Path, monkeypatch) -> None:
-    duo, _ = write_models(tmp_path)
+    duo, _ = write_credited_models(tmp_path, SHARED_DATA)
     monkeypatch.setattr(sys, "argv", ["make_model_cards.py", str(duo), "--quality", str(tmp_path / "none.json")])
     assert make_model_cards.main() == 0
 
@@ -71,7 +42,7 @@ def test_multistyle_card_credits_every_style_and_shows_pure_styles_and_mixes(tmp
 
 
 def test_gallery_gives_a_multistyle_model_one_column_per_style(tmp_path: Path) -> None:
-    duo, cafe = write_models(tmp_path)
+    duo, cafe = write_credited_models(tmp_path, SHARED_DATA)
     columns = make_gallery.gallery_columns([cafe, duo])
     assert [column.title for column in columns] == ["cafe", "duo: night", "duo: wave"]
     assert [column.painting.file for column in columns] == [SINGLE_PAINTING, *PAINTINGS.values()]

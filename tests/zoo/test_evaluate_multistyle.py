@@ -1,0 +1,52 @@
+"""scripts/evaluate_models.py on a multi-style model: each style measured through the single-style path, against its
+own painting, and set beside the single-style model of that painting (small seeded networks, real VGG16, photos)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from conftest import REPO, SHARED_DATA, requires_shared
+from multistyle_zoo import PAINTINGS, write_credited_models
+
+from fastnst.model.files import load_model, save_model
+from fastnst.model.transformer import bake
+from fastnst.training.config import config_from_dict
+
+sys.path.insert(0, str(REPO / "scripts"))
+import evaluate_models
+
+pytestmark = requires_shared
+
+
+def test_each_style_is_measured_like_the_single_style_model_it_equals(tmp_path: Path) -> None:
+    duo, cafe = write_credited_models(tmp_path, SHARED_DATA)
+    network, info = load_model(duo)
+    # A single-style model with the duo's shared weights and its "night" norms, trained (so says its config) on
+    # the same painting: its losses must be the duo's "night" losses exactly.
+    config = config_from_dict(info.metadata["config"], "test").replace(
+        style_images=(), style_names=(), style_image=str(SHARED_DATA / "styles" / PAINTINGS["night"]))
+    save_model(bake(network, [1, 0]), tmp_path / "night_single", {**info.metadata, "styles": None,
+                                                                  "config": config.to_dict(), "steps": 7})
+    report = evaluate_models.evaluate([cafe, duo, tmp_path / "night_single"], None, SHARED_DATA / "photos",
+                                      SHARED_DATA / "vgg" / "vgg16_features.pth", 64)
+    models = report["models"]
+    assert list(models) == ["cafe", "duo:night", "duo:wave", "night_single"]
+    night, wave, twin = models["duo:night"], models["duo:wave"], models["night_single"]
+    assert night["trained"] == twin["trained"] and night["photo"] == twin["photo"]
+    assert (night["model"], night["style"], night["single_style"]) == ("duo", "night", "night_single")
+    assert "single_style" not in wave  # no single-style model of the Great Wave here
+    # Each style is measured against its own painting: the photo's own style loss differs between them.
+    assert wave["photo"]["style"] != night["photo"]["style"]
+    assert wave["trained"]["style"] != night["trained"]["style"]
+
+    page = evaluate_models.markdown(json.loads(json.dumps(report)))
+    rows = [line for line in page.splitlines() if line.startswith("| `duo:")]
+    night_row = next(line for line in rows if line.startswith("| `duo:night` | 3 |"))
+    assert night_row.endswith("| `night_single` | 7 | " + evaluate_models.fmt(twin["trained"]["style"])
+                              + " | 1.000 | 1.000 |")
+    assert any(line.startswith("| `duo:wave` | 3 |") and line.endswith("| – | – | – | – | – |") for line in rows)
+    assert "tenth-of-steps runs of cafe, night_single" in page  # styles of a multi-style model have no tenth run
+    assert report["torch"] == torch.__version__
