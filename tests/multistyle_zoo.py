@@ -14,15 +14,20 @@ from fastnst.training.trainer import model_metadata
 STYLES = ["wave", "night"]
 
 
+def two_style_network(seed: int, spread: float) -> TransformerNet:
+    """A small seeded network whose second style's norm rows are drawn around 1 (scale) and 0 (shift)."""
+    torch.manual_seed(seed)
+    multi = extend(TransformerNet(TransformerSpec(width=8, residual_blocks=1)), 1)
+    with torch.no_grad():
+        for key in multi.style_keys():
+            multi.state_dict()[key][1].normal_(1.0 if key.endswith("weight") else 0.0, spread)
+    return multi
+
+
 def build_zoo(root: Path) -> Path:
     """``root/multi`` (styles wave, night) beside ``wave``, ``night`` and ``mix73`` (70 % wave): single-style
     models with the same shared weights and the corresponding norm rows."""
-    torch.manual_seed(3)
-    wave = TransformerNet(TransformerSpec(width=8, residual_blocks=1))
-    multi = extend(wave, 1)
-    with torch.no_grad():
-        for key in multi.style_keys():
-            multi.state_dict()[key][1].normal_(1.0 if key.endswith("weight") else 0.0, 0.4)
+    multi = two_style_network(seed=3, spread=0.4)
     save_model(multi, root / "multi", {"style_name": "+".join(STYLES),
                                        "styles": [{"name": name, "image": f"{name}.jpg"} for name in STYLES]})
     save_model(bake(multi, [1, 0]), root / "wave", {"style_name": "wave"})
@@ -38,12 +43,8 @@ SINGLE_PAINTING = "van_gogh_night_cafe.jpg"
 def write_credited_models(root: Path, shared: Path) -> tuple[Path, Path]:
     """``root/duo`` (styles night, wave of real paintings, with different norm rows, full metadata as the trainer
     writes it) and ``root/cafe`` (one style)."""
-    torch.manual_seed(5)
-    single = TransformerNet(TransformerSpec(width=8, residual_blocks=1))
-    duo = extend(single, 1)
-    with torch.no_grad():
-        for key in duo.style_keys():
-            duo.state_dict()[key][1].normal_(1.0 if key.endswith("weight") else 0.0, 0.5)
+    duo = two_style_network(seed=5, spread=0.5)
+    single = bake(duo, [1, 0])
     photos = str(shared / "photos")
     config = load_config(None, {"style_images": [str(shared / "styles" / f) for f in PAINTINGS.values()],
                                 "style_names": list(PAINTINGS), "data_dir": photos, "holdout_every": 10})
