@@ -272,6 +272,7 @@ def main() -> int:
     parser.add_argument("--judge-weights", type=Path, default=SHARED / "vgg" / "vgg19_features_caffe.pth")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "quality_vs_reference.json")
     parser.add_argument("--grid", type=Path, default=REPO / "benchmarks" / "results" / "quality_vs_reference.png")
+    parser.add_argument("--no-grid", action="store_true", help="write only the JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.paintings = [path.resolve() for path in args.paintings]  # run folders are matched by these paths
@@ -376,8 +377,10 @@ def main() -> int:
                   "photos": [str(path.relative_to(args.data_dir)) for path in held_out], "short_side": 256},
         "train_photos": len(train_files), "image_size": IMAGE_SIZE, "batch_size": BATCH_SIZE,
         "grid_columns": ["photo", "reference", "fastnst"], "results": results}, indent=2))
-    stacked = [row for rows in grid_rows.values() for row in rows]
-    write_grid(args.grid, stacked)
+    if args.no_grid:
+        print(f"wrote {args.json}")
+        return 0
+    write_grid(args.grid, [row for rows in grid_rows.values() for row in rows])
     print(f"wrote {args.json} and {args.grid}")
     return 0
 
