@@ -126,6 +126,9 @@ def ray_instance():
     machine), with bounded logical CPUs; the Ray Serve and Ray Data tests share it."""
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install \"fastnst[ray]\")")
     os.environ.setdefault("RAY_SERVE_HTTP_REQUEST_TIMEOUT_S", "120")
+    # Ray Serve gives a starting proxy 5 s to report ready and replaces it after three misses, which a starved
+    # machine can fail while the proxy is still importing; the cluster's processes inherit these from here.
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
     ray.init(num_cpus=4, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
              runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     yield ray
