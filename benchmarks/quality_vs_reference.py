@@ -18,6 +18,7 @@ process CPU time, so runs side by side on a shared machine still report comparab
         --paintings ../shared/data/styles/van_gogh_the_harvest.jpg \\
                     ../shared/data/styles/hokusai_kazusa_sea_route.jpg \\
         --variant fp32:amp=none --equal-time 200
+    python benchmarks/quality_vs_reference.py --steps 200 --seeds 0 1 2 --no-grid   # spread over seeds
 """
 
 from __future__ import annotations
@@ -66,18 +67,20 @@ class Run:
     painting: Path
     steps: int
     overrides: tuple[tuple[str, object], ...] = ()
+    seed: int = 0  # the trainer's seed (the reference's: its network's initialisation)
 
     @property
     def name(self) -> str:
-        return f"{self.trainer}/{self.painting.stem}/{self.steps}"
+        return f"{self.trainer}/{self.painting.stem}/{self.steps}" + (f"/seed{self.seed}" if self.seed else "")
 
     def folder(self, root: Path) -> Path:
-        return root / self.trainer / self.painting.stem / f"steps{self.steps}"
+        return root / self.trainer / self.painting.stem / (f"steps{self.steps}"
+                                                            + (f"-seed{self.seed}" if self.seed else ""))
 
     def settings(self, data_dir: Path, holdout_every: int) -> dict:
         return {"trainer": self.trainer, "painting": str(self.painting), "steps": self.steps,
                 "overrides": dict(self.overrides), "data_dir": str(data_dir), "holdout_every": holdout_every,
-                "image_size": IMAGE_SIZE, "batch_size": BATCH_SIZE}
+                "image_size": IMAGE_SIZE, "batch_size": BATCH_SIZE, **({"seed": self.seed} if self.seed else {})}
 
 
 def parse_value(text: str) -> object:
@@ -117,13 +120,13 @@ def reference_batches(train_files: list[Path], steps: int) -> list[torch.Tensor]
 
 
 def train_reference(painting: Path, snapshots: list[Run], train_files: list[Path], root: Path,
-                    settings: dict[Run, dict]) -> None:
+                    settings: dict[Run, dict], seed: int = 0) -> None:
     """One reference run to the longest requested length; its constant learning rate makes the model at step k
     the model of a k-step run, so every shorter length is a snapshot of the same run."""
     last = max(run.steps for run in snapshots)
     batches = reference_batches(train_files, last)
     trainer = ReferenceTrainer(load_vgg_features_state("vgg16"), image_to_tensor(load_rgb(painting)),
-                               torch.device("cpu"))
+                               torch.device("cpu"), seed)
     wall, cpu = time.perf_counter(), time.process_time()
     for step, batch in enumerate(batches, start=1):
         trainer.step(batch)
@@ -143,6 +146,11 @@ def fastnst_config(painting: Path, overrides: dict, data_dir: Path, holdout_ever
         "style_image": str(painting), "data_dir": str(data_dir), "holdout_every": holdout_every, "steps": steps,
         "image_size": IMAGE_SIZE, "batch_size": BATCH_SIZE, "device": "cpu", "tensorboard": False,
         "num_workers": 0, "checkpoint_every": steps, "output_dir": str(folder), **overrides})
+
+
+def seed_override(run: Run) -> dict:
+    """A fastnst run's config change for its seed (none for seed 0, so earlier runs stay valid)."""
+    return {"seed": run.seed} if run.seed else {}
 
 
 def recipe(config: TrainConfig) -> dict:
@@ -168,7 +176,8 @@ def train_fastnst(runs: list[Run], data_dir: Path, holdout_every: int, root: Pat
     longest = max(lengths)
     # An equal-time run stops itself; the planned length only has to be out of its reach.
     planned = longest if timed is None else 100 * max(longest, timed.steps)
-    config = fastnst_config(runs[0].painting, dict(runs[0].overrides), data_dir, holdout_every, folder, planned)
+    config = fastnst_config(runs[0].painting, {**dict(runs[0].overrides), **seed_override(runs[0])}, data_dir,
+                            holdout_every, folder, planned)
     if len(runs) > 1 and config.schedule != "constant":
         raise ValueError("snapshots of one run stand for shorter runs only with schedule = 'constant'")
     wall, cpu = time.perf_counter(), time.process_time()
@@ -249,6 +258,35 @@ def write_grid(path: Path, rows: list[list[torch.Tensor]]) -> None:
     save_image(grid, path)
 
 
+def seed_summary(results: dict[str, dict]) -> list[dict]:
+    """Per painting and length: each trainer's mean and standard deviation of the judge's losses over the seeds,
+    and fastnst's means over the reference's (printed too)."""
+    cells: dict[tuple[str, int], dict[str, list[dict]]] = {}
+    for entry in results.values():
+        if entry["trainer"] in ("reference", "fastnst"):
+            cells.setdefault((entry["painting"], entry["steps"]), {}).setdefault(entry["trainer"], []).append(entry)
+    out = []
+    print(f"\nover seeds: {'painting':<34}{'steps':>7}{'seeds':>7}{'style × ref':>13}{'± (fastnst, ref)':>20}"
+          f"{'content × ref':>15}{'± (fastnst, ref)':>20}")
+    for (painting, steps), by in cells.items():
+        if set(by) != {"reference", "fastnst"}:
+            continue
+        row: dict = {"painting": painting, "steps": steps, "seeds": sorted(e["seed"] for e in by["fastnst"])}
+        for trainer, entries in by.items():
+            for loss in ("style", "content"):
+                values = [e[loss] for e in entries]
+                row[f"{trainer}_{loss}"] = {"mean": statistics.fmean(values),
+                                            "stdev": statistics.stdev(values) if len(values) > 1 else 0.0}
+        for loss in ("style", "content"):
+            row[f"{loss}_vs_reference"] = row[f"fastnst_{loss}"]["mean"] / row[f"reference_{loss}"]["mean"]
+        spread = {loss: "/".join(f"{row[f'{t}_{loss}']['stdev'] / row[f'{t}_{loss}']['mean']:.1%}"
+                                 for t in ("fastnst", "reference")) for loss in ("style", "content")}
+        print(f"{'':<12}{painting:<34}{steps:>7}{len(row['seeds']):>7}{row['style_vs_reference']:>13.3f}"
+              f"{spread['style']:>20}{row['content_vs_reference']:>15.3f}{spread['content']:>20}")
+        out.append(row)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paintings", nargs="+", type=Path,
@@ -267,6 +305,9 @@ def main() -> int:
                              "(needs that reference run first: train it with --only ^reference)")
     parser.add_argument("--only", help="train only runs whose name (trainer/painting/steps) matches this regex, "
                                        "and skip the evaluation")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
+                        help="train the reference and fastnst's defaults once per seed (variants and --equal-time: "
+                             "the first seed only); the summary gives each trainer's mean and spread over them")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "quality_vs_reference")
     parser.add_argument("--judge-weights", type=Path, default=SHARED / "vgg" / "vgg19_features_caffe.pth")
@@ -283,25 +324,28 @@ def main() -> int:
 
     train_files, held_out = split_holdout(find_photos(args.data_dir), args.holdout_every)
     variants = [parse_variant(text) for text in args.variant]
-    runs = [Run(trainer, painting, steps) for painting in args.paintings for steps in args.steps
-            for trainer in ("reference", "fastnst")]
-    runs += [Run(f"fastnst-{name}", painting, steps, overrides) for name, overrides in variants
+    runs = [Run(trainer, painting, steps, seed=seed) for seed in args.seeds for painting in args.paintings
+            for steps in args.steps for trainer in ("reference", "fastnst")]
+    first = args.seeds[0]
+    runs += [Run(f"fastnst-{name}", painting, steps, overrides, first) for name, overrides in variants
              for painting in args.paintings[:args.variant_paintings]
              for steps in (args.variant_steps or args.steps[:1])]
     root = args.runs_dir
     settings = {run: run.settings(args.data_dir, args.holdout_every) for run in runs}
-    recipes = {run: recipe(fastnst_config(run.painting, dict(run.overrides), args.data_dir, args.holdout_every,
-                                          root, run.steps)) for run in runs if run.trainer != "reference"}
+    recipes = {run: recipe(fastnst_config(run.painting, {**dict(run.overrides), **seed_override(run)},
+                                          args.data_dir, args.holdout_every, root, run.steps))
+               for run in runs if run.trainer != "reference"}
     for run, values in recipes.items():
         settings[run]["recipe"] = values
     if args.equal_time:
         for painting in args.paintings:
-            ref, own = Run("reference", painting, args.equal_time), Run("fastnst", painting, max(args.steps))
+            ref = Run("reference", painting, args.equal_time, seed=first)
+            own = Run("fastnst", painting, max(args.steps), seed=first)
             record = ref.folder(root) / "run.json"
             if not is_done(ref, root, ref.settings(args.data_dir, args.holdout_every)):
                 raise SystemExit(f"--equal-time {args.equal_time}: {ref.name} is not trained yet (include "
                                  f"{args.equal_time} in --steps and train it with --only ^reference)")
-            run = Run("fastnst-equal-time", painting, args.equal_time)
+            run = Run("fastnst-equal-time", painting, args.equal_time, seed=first)
             runs.append(run)
             settings[run] = {**run.settings(args.data_dir, args.holdout_every), "recipe": recipes[own],
                              "cpu_budget": json.loads(record.read_text())["cpu_seconds"]}
@@ -310,16 +354,16 @@ def main() -> int:
         return args.only is None or re.search(args.only, run.name) is not None
 
     for painting in args.paintings:
-        todo = [run for run in runs if run.trainer == "reference" and run.painting == painting and wanted(run)
-                and not is_done(run, root, settings[run])]
-        if todo:
-            every = [run for run in runs if run.trainer == "reference" and run.painting == painting]
-            train_reference(painting, every, train_files, root, settings)
+        for seed in args.seeds:
+            every = [run for run in runs if run.trainer == "reference" and run.painting == painting
+                     and run.seed == seed]
+            if any(wanted(run) and not is_done(run, root, settings[run]) for run in every):
+                train_reference(painting, every, train_files, root, settings, seed)
     groups: dict[tuple, list[Run]] = {}  # one training per recipe and painting (snapshots give the lengths)
     for run in runs:
         if run.trainer != "reference":
             trainer = "fastnst" if run.trainer == "fastnst-equal-time" else run.trainer
-            groups.setdefault((trainer, run.painting, run.overrides), []).append(run)
+            groups.setdefault((trainer, run.painting, run.overrides, run.seed), []).append(run)
     for group in groups.values():
         if not any(wanted(run) and not is_done(run, root, settings[run]) for run in group):
             continue
@@ -350,8 +394,8 @@ def main() -> int:
         for run in (run for run in runs if run.painting == painting):
             score, outputs = judge_run(run, root, judge, photos, features)
             results[run.name] = {**score, "trainer": run.trainer, "painting": painting.name, "steps": run.steps,
-                                 "overrides": dict(run.overrides)}
-            if run.steps == max(args.steps) and run.trainer in ("reference", "fastnst"):
+                                 "overrides": dict(run.overrides), "seed": run.seed}
+            if run.steps == max(args.steps) and run.trainer in ("reference", "fastnst") and run.seed == args.seeds[0]:
                 for row, output in zip(rows, outputs, strict=True):
                     row.append(output)
             print(f"{run.name}: judge style {score['style']:.4g}, content {score['content']:.4g}", flush=True)
@@ -362,11 +406,13 @@ def main() -> int:
     print(f"{'run (reference length)':<44}{'steps':>7}{'style':>10}{'× ref':>8}{'content':>10}{'× ref':>8}"
           f"{'CPU s':>9}")
     for name, entry in results.items():
-        ref = results[f"reference/{Path(entry['painting']).stem}/{entry['steps']}"]
+        seed = f"/seed{entry['seed']}" if entry["seed"] else ""
+        ref = results[f"reference/{Path(entry['painting']).stem}/{entry['steps']}{seed}"]
         entry["style_vs_reference"] = entry["style"] / ref["style"]
         entry["content_vs_reference"] = entry["content"] / ref["content"]
         print(f"{name:<44}{entry['steps_trained']:>7}{entry['style']:>10.4g}{entry['style_vs_reference']:>8.2f}{entry['content']:>10.4g}"
               f"{entry['content_vs_reference']:>8.2f}{entry['cpu_seconds']:>9.0f}")
+    spread = seed_summary(results) if len(args.seeds) > 1 else []
     args.json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.json, json.dumps({
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -376,7 +422,8 @@ def main() -> int:
                   "style": "sum over relu1_1..relu5_1 of MSE(Gram/(C·H·W)), painting longer side 512",
                   "photos": [str(path.relative_to(args.data_dir)) for path in held_out], "short_side": 256},
         "train_photos": len(train_files), "image_size": IMAGE_SIZE, "batch_size": BATCH_SIZE,
-        "grid_columns": ["photo", "reference", "fastnst"], "results": results}, indent=2))
+        "grid_columns": ["photo", "reference", "fastnst"], "results": results,
+        **({"over_seeds": spread} if spread else {})}, indent=2))
     if args.no_grid:
         print(f"wrote {args.json}")
         return 0

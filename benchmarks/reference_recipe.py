@@ -108,8 +108,9 @@ def normalize_batch(batch: torch.Tensor) -> torch.Tensor:
 class ReferenceTrainer:
     """One pytorch/examples training step per ``step(x)``; x is a batch on the 0..255 scale."""
 
-    def __init__(self, features_state: dict[str, torch.Tensor], style: torch.Tensor, device: torch.device) -> None:
-        torch.manual_seed(0)
+    def __init__(self, features_state: dict[str, torch.Tensor], style: torch.Tensor, device: torch.device,
+                 seed: int = 0) -> None:
+        torch.manual_seed(seed)  # the network's initialisation; the data order is fixed (unshuffled)
         self.model = ReferenceTransformerNet().to(device)
         self.vgg = ReferenceVgg16(features_state).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), 1e-3)

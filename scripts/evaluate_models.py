@@ -124,6 +124,16 @@ def measured_networks(model_dirs: list[Path]) -> list[Measured]:
     return out
 
 
+# What a "style loss" number means: two models' own losses compare only where these settings agree.
+LOSS_KEYS = ("vgg", "content_layer", "style_layers", "style_layer_weights", "content_weight", "style_weight")
+
+
+def loss_definition(config: TrainConfig) -> dict:
+    """The settings that define a model's own (weighted) content and style loss numbers."""
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key in LOSS_KEYS for value in [getattr(config, key)]}
+
+
 def single_style_twins(units: list[Measured]) -> dict[str, str]:
     """Each style of a multi-style model → a single-style model of the same painting (by file name), if any."""
     singles = {Path(u.painting).name: u.name for u in units if u.config.style_image}
@@ -189,6 +199,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
             elif "tenth" in kept:  # the tenth-steps model is not here: its measured entry stays as it was
                 old["artifacts"]["tenth"] = kept["tenth"]
             old.setdefault("measured_at", (previous or {}).get("measured_at"))
+            old["loss"] = loss_definition(config)
             if judge_vgg is not None and "judge" not in old:
                 old["judge"] = judge_entry(outputs, painting)
             results[name] = old
@@ -199,6 +210,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
             "sha256": meta.get("sha256"), "recipe": recipe_of(meta["config"]), "steps": meta.get("steps"),
             "hardware": meta.get("hardware"), "precision": meta.get("precision"),
             "train_seconds": meta.get("train_seconds"), "final_losses": meta.get("final_losses"),
+            "loss": loss_definition(config),
         }
         outputs = stylize(model, photos)
         if old.get("sha256") == meta.get("sha256"):  # only the tenth-steps model is new
@@ -296,20 +308,28 @@ def multistyle_section(models: dict) -> list[str]:
         "",
         ("Each style of a multi-style model (the network baked for that style) on the same photos and the same "
          "painting's losses as the single-style model of that painting; ratios below 1 favour the multi-style "
-         "model. Steps are the run's total (a multi-style run shares them among its styles)."),
+         "model. Steps are the run's total (a multi-style run shares them among its styles). The own-loss ratios "
+         "are given only where both models weight their losses alike (else –); the Gatys judge's ratios always "
+         "compare."),
         "",
-        "| style | steps | style loss | single-style model | steps | style loss | style ratio | content ratio |",
-        "|---|---|---|---|---|---|---|---|",
+        "| style | recipe | steps | style loss | single-style model | recipe | steps | style loss | style ratio | "
+        "content ratio | judge style ratio | judge content ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in styles.items():
         twin = models.get(m.get("single_style", ""))
+        head = f"| `{name}` | `{m.get('recipe', '?')}` | {m['steps']} | {fmt(m['trained']['style'])} |"
         if twin is None:
-            lines.append(f"| `{name}` | {m['steps']} | {fmt(m['trained']['style'])} | – | – | – | – | – |")
+            lines.append(head + " – | – | – | – | – | – | – | – |")
             continue
-        lines.append(f"| `{name}` | {m['steps']} | {fmt(m['trained']['style'])} | `{m['single_style']}` | "
-                     f"{twin['steps']} | {fmt(twin['trained']['style'])} | "
-                     f"{m['trained']['style'] / twin['trained']['style']:.3f} | "
-                     f"{m['trained']['content'] / twin['trained']['content']:.3f} |")
+        alike = m.get("loss") is not None and m.get("loss") == twin.get("loss")
+        own = (f"{m['trained']['style'] / twin['trained']['style']:.3f} | "
+               f"{m['trained']['content'] / twin['trained']['content']:.3f}") if alike else "– | –"
+        judge, twin_judge = m.get("judge", {}).get("trained"), twin.get("judge", {}).get("trained")
+        judged = (f"{judge['style'] / twin_judge['style']:.3f} | {judge['content'] / twin_judge['content']:.3f}"
+                  if judge and twin_judge else "– | –")
+        lines.append(head + f" `{m['single_style']}` | `{twin.get('recipe', '?')}` | {twin['steps']} | "
+                     f"{fmt(twin['trained']['style'])} | {own} | {judged} |")
     return lines
 
 

@@ -132,7 +132,7 @@ def page(columns: list[Column], photos: list[Path], image_name: str, stylize_sid
         "|---|---|---|---|",
     ]
     for column in columns:
-        q = None if column.multi else quality.get(column.folder.name)
+        q = quality.get(f"{column.folder.name}:{column.style}" if column.multi else column.folder.name)
         ratio = f"{q['trained']['style'] / q['untrained']['style']:.3f}" if q else "not measured"
         name = column.folder.name
         lines.append(f"| `{column.title}` | {column.painting.label} | {ratio} | "

@@ -168,9 +168,55 @@ def style_section(paintings: list[tuple[str, Painting]], style_size: int) -> lis
     return lines
 
 
+def style_quality_section(name: str, styles: list[str], report: dict, n_held: int) -> list[str]:
+    """A multi-style model's held-out losses and artifact flags per style, beside the single-style model of the
+    same painting where the report has one (the judge's ratios compare across recipes; the own losses only where
+    both weight them alike)."""
+    measured = {style: report[f"{name}:{style}"] for style in styles if f"{name}:{style}" in report}
+    if not measured:
+        return ["- Held-out losses: not measured yet (run `scripts/evaluate_models.py`)."]
+    lines = [
+        (f"- Held-out photos ({n_held}, shorter side 256 px; `scripts/evaluate_models.py`, "
+         "[docs/quality.md](../../docs/quality.md)), per style. Ratios compare with the single-style model of the "
+         "same painting (below 1: this model is lower); own-loss ratios only where both weight their losses "
+         "alike, the Gatys VGG19 judge's always."),
+        "",
+        "| style | content | style | style ÷ untrained | single-style model | style ratio | judge style ratio | "
+        "judge content ratio | artifact flags |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for style, q in measured.items():
+        twin = report.get(q.get("single_style", ""))
+        own = judge_style = judge_content = "–"
+        if twin is not None:
+            if q.get("loss") is not None and q.get("loss") == twin.get("loss"):
+                own = f"{q['trained']['style'] / twin['trained']['style']:.2f}"
+            judge, twin_judge = q.get("judge", {}).get("trained"), twin.get("judge", {}).get("trained")
+            if judge and twin_judge:
+                judge_style = f"{judge['style'] / twin_judge['style']:.2f}"
+                judge_content = f"{judge['content'] / twin_judge['content']:.2f}"
+        a = q["artifacts"]["trained"]
+        flags = [f for f, on in (("checkerboard", a["checkerboard_flag"]), ("border", a["border_flag"])) if on]
+        lines.append(f"| `{style}` | {fmt(q['trained']['content'])} | {fmt(q['trained']['style'])} | "
+                     f"{q['trained']['style'] / q['untrained']['style']:.3f} | "
+                     + (f"[`{twin_name}`](../{twin_name}/README.md)" if (twin_name := q.get("single_style"))
+                        and twin is not None else "–")
+                     + f" | {own} | {judge_style} | {judge_content} | {', '.join(flags) or 'none'} |")
+    recipe = next(iter(measured.values())).get("recipe")
+    other = sorted({twin["recipe"] for q in measured.values() if (twin := report.get(q.get("single_style", "")))
+                    and twin.get("recipe") != recipe})
+    if other:
+        lines += ["", (f"The single-style models were trained with another recipe (`{'`, `'.join(other)}`), so "
+                       "these ratios mix the recipe's effect with the multi-style network's; the comparison at the "
+                       f"same recipe (`{recipe}`) and steps per style is in "
+                       "[docs/benchmarks.md](../../docs/benchmarks.md#multi-style-models).")]
+    return lines
+
+
 def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos: tuple[int, int, str],
-         quality: dict | None) -> str:
-    """The Markdown model card (one style, or a multi-style model's styles and mixes)."""
+         quality: dict | None, report: dict | None = None) -> str:
+    """The Markdown model card (one style, or a multi-style model's styles and mixes). ``quality``: the model's
+    entry of ``scripts/evaluate_models.py``'s report (single-style), ``report``: all its entries (multi-style)."""
     name = folder.name
     styles = [style for style, _ in paintings]
     multi = len(styles) > 1
@@ -246,7 +292,9 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
          "[docs/recipes.md](../../docs/recipes.md)) |" if recipe in RECIPES else
          "| recipe | not one of `scripts/train_zoo.py`'s recipes (the settings below) |"),
         (f"| steps | {meta['steps']} × batch {config['batch_size']} random {config['image_size']}² crops "
-        f"({meta['steps'] * config['batch_size']:,} crops) |"),
+        f"({meta['steps'] * config['batch_size']:,} crops"
+         + (f"; each style draws an equal share, {meta['steps'] * config['batch_size'] // len(styles):,} crops, "
+            f"as many as {meta['steps'] // len(styles)} single-style steps" if multi else "") + ") |"),
         (f"| optimiser | Adam, learning rate {config['learning_rate']:g}, {config['schedule']} schedule"
          + ("" if config["schedule"] == "constant" else
             f" to {config['learning_rate'] * config['min_lr_ratio']:g}")
@@ -261,8 +309,10 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
         (f"| time | {meta.get('train_seconds', 0):.0f} s in training steps (start-up, data loading and saving not "
         "included) |"),
     ]
-    if (REPO / "configs" / "styles" / f"{name}.toml").is_file():
-        lines.append(f"| config | [`configs/styles/{name}.toml`](../../configs/styles/{name}.toml) (inherits "
+    config_file = next((f"{kind}/{name}.toml" for kind in ("styles", "multistyle")
+                        if (REPO / "configs" / kind / f"{name}.toml").is_file()), None)
+    if config_file:
+        lines.append(f"| config | [`configs/{config_file}`](../../configs/{config_file}) (inherits "
                      "`configs/defaults.toml`), plus the recipe's flags |")
     else:
         lines.append("| config | the full config is in `model.json` |")
@@ -278,7 +328,9 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
         (f"- Final training batch (step {meta['steps']}): total {fmt(losses.get('total'))}, content "
         f"{fmt(losses.get('content'))}, style {fmt(losses.get('style'))}."),
     ]
-    if quality:
+    if multi:
+        lines += style_quality_section(name, styles, report or {}, n_held)
+    elif quality:
         q = quality
         tenth = q.get("tenth")
         held = (f"- Held-out photos ({n_held}, shorter side 256 px; `scripts/evaluate_models.py`, "
@@ -369,7 +421,8 @@ def main() -> int:
         paintings = model_paintings(meta, folder, manifest)
         written = [] if args.no_samples and (folder / "sample.jpg").is_file() else make_samples(
             folder, [style for style, _ in paintings])
-        text = card(folder, meta, paintings, training_photos(meta["config"], manifest), quality.get(folder.name))
+        text = card(folder, meta, paintings, training_photos(meta["config"], manifest), quality.get(folder.name),
+                    quality)
         atomic_write_text(folder / "README.md", text)
         print(f"wrote {', '.join(str(path) for path in [folder / 'README.md', *written])}")
     if not args.models and RECIPES_DOC.is_file():

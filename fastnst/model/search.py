@@ -21,7 +21,8 @@ class ModelEntry:
     name: str
     """The folder's name: what ``load`` / ``--model`` take."""
     style: str
-    """The style image it learned (``model.json``'s ``style_image``), or its style name."""
+    """The style image it learned (``model.json``'s ``style_image``), or its style name; for a multi-style model
+    the number of styles and the first names (the full list is its ``model.json``'s ``styles``)."""
     folder: Path
     origin: str
     """Why the folder's parent is searched: ``$FASTNST_MODELS``, ``./models``, ``user`` or ``shipped``."""
@@ -59,4 +60,8 @@ def _style(folder: Path) -> str:
         return ""
     if not isinstance(metadata, dict):
         return ""
+    styles = metadata.get("styles")
+    if isinstance(styles, list) and len(styles) > 1:  # a long "+"-joined name would widen the whole table
+        names = [str(entry.get("name", "?")) if isinstance(entry, dict) else "?" for entry in styles]
+        return f"{len(names)} styles: " + ",".join(names[:2]) + (",…" if len(names) > 2 else "")
     return str(metadata.get("style_image") or metadata.get("style_name") or "")

@@ -27,7 +27,7 @@ from fastnst.export.onnx import (
 )
 from fastnst.export.quantize import psnr
 from fastnst.model.files import load_model
-from fastnst.model.transformer import TransformerNet, TransformerSpec
+from fastnst.model.transformer import TransformerNet, TransformerSpec, bake
 from fastnst.runtime.onnx_backend import OnnxBackend
 from fastnst.utils.errors import ExportError
 from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side
@@ -154,12 +154,15 @@ def test_cli_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.skipif(not SHIPPED or not SAMPLES, reason="no exported shipped models or sample photos")
 @pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_model_onnx_matches_pytorch_on_a_real_photo(folder: Path) -> None:
-    model, _ = load_model(folder)
-    backend = OnnxBackend(folder / "model.onnx", device="cpu")
-    assert backend.metadata["fastnst.style"] == folder.name
+    model, info = load_model(folder)
+    styles = model.spec.styles
+    mix = [0.7, 0.3] + [0.0] * (styles - 2) if styles > 1 else None  # a multi-style model: two styles blended
+    backend = OnnxBackend(folder / "model.onnx", device="cpu", style_weights=mix)
+    names = [entry["name"] for entry in info.metadata.get("styles") or []] or [folder.name]
+    assert backend.metadata["fastnst.style"] == "+".join(names) == info.metadata["style_name"]
     photo = image_to_tensor(resize_max_side(load_rgb(SAMPLES[0]), 256))
     with torch.inference_mode():
-        expected = model(photo).clamp(0, 1)
+        expected = (bake(model, mix) if mix else model)(photo).clamp(0, 1)
     got = backend.stylize(photo)
     assert got.shape == photo.shape
     assert float(np.abs((got - expected).numpy()).max()) <= DEFAULT_TOLERANCE

@@ -128,6 +128,19 @@ def test_models_command_lists_and_locates(places: dict[str, Path], capsys: pytes
     assert err.startswith("fastnst: error: model 'nope' not found") and "available: " in err
 
 
+def test_models_command_names_the_styles_of_a_multistyle_model(places: dict[str, Path],
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    torch.manual_seed(0)
+    styles = [{"name": name, "image": f"{name}.jpg"} for name in ("night", "wave", "cafe")]
+    save_model(TransformerNet(TransformerSpec(width=8, residual_blocks=1, styles=3)), places["user"] / "trio",
+               {"style_name": "night+wave+cafe", "styles": styles})
+    entry = next(entry for entry in list_models() if entry.name == "trio")
+    assert entry.style == "3 styles: night,wave,…"
+    assert main(["models"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("trio "))
+    assert row.split()[1:4] == ["3", "styles:", "night,wave,…"]
+
+
 def test_models_command_imports_no_torch_to_register() -> None:
     import subprocess
     import sys

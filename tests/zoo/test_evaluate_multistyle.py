@@ -44,9 +44,18 @@ def test_each_style_is_measured_like_the_single_style_model_it_equals(tmp_path: 
 
     page = evaluate_models.markdown(json.loads(json.dumps(report)))
     rows = [line for line in page.splitlines() if line.startswith("| `duo:")]
-    night_row = next(line for line in rows if line.startswith("| `duo:night` | 3 |"))
-    assert night_row.endswith("| `night_single` | 7 | " + evaluate_models.fmt(twin["trained"]["style"])
-                              + " | 1.000 | 1.000 |")
-    assert any(line.startswith("| `duo:wave` | 3 |") and line.endswith("| – | – | – | – | – |") for line in rows)
+    recipe = night["recipe"]
+    night_row = next(line for line in rows if line.startswith(f"| `duo:night` | `{recipe}` | 3 |"))
+    assert night_row.endswith(f"| `night_single` | `{recipe}` | 7 | " + evaluate_models.fmt(twin["trained"]["style"])
+                              + " | 1.000 | 1.000 | – | – |")  # no judge in this run
+    no_twin = "| – | – | – | – | – | – | – | – |"
+    assert any(line.startswith(f"| `duo:wave` | `{recipe}` | 3 |") and line.endswith(no_twin) for line in rows)
+
+    # A twin that weights its style layers differently has incomparable own losses: no own-loss ratio.
+    reweighted = json.loads(json.dumps(report))
+    reweighted["models"]["night_single"]["loss"]["style_layer_weights"][0] = 0.25
+    section = evaluate_models.markdown(reweighted).split("## Multi-style models against single-style ones")[1]
+    night_row = next(line for line in section.splitlines() if line.startswith("| `duo:night`"))
+    assert night_row.endswith(" | – | – | – | – |")
     assert "tenth-of-steps runs of cafe, night_single" in page  # styles of a multi-style model have no tenth run
     assert report["torch"] == torch.__version__

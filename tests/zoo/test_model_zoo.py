@@ -1,5 +1,6 @@
 """The shipped model zoo: every model under models/ loads, has its card and sample, matches its ONNX export on a real
-photo, and really stylizes (its style loss on a held-out photo is far below the untrained network's).
+photo, and really stylizes (its style loss on a held-out photo is far below the untrained network's). A multi-style
+model is checked per style (and its ONNX export on a mix of two styles).
 
 Kept fast (seconds per model): one held-out sample photo at 128 px on the shorter side, one shared VGG.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +18,14 @@ from conftest import REPO, SHARED_DATA, VGG_DIR, requires_shared
 from fastnst.model.files import load_model
 from fastnst.runtime.pipeline import stylize_tensor
 from fastnst.training.config import load_config
-from fastnst.training.quality import LossMeter, config_of, load_eval_image, make_vgg, untrained_network
+from fastnst.training.quality import (
+    LossMeter,
+    config_of,
+    load_eval_image,
+    make_vgg,
+    style_network,
+    untrained_network,
+)
 
 sys.path.insert(0, str(REPO / "scripts"))
 from train_zoo import RECIPES, recipe_of
@@ -29,6 +38,15 @@ TEST_SHORT_SIDE = 128
 # learned nothing scores about 1 (the untrained network is 1 by definition).
 MAX_STYLE_RATIO = 0.3
 ONNX_TOLERANCE = 1e-4  # fastnst.export.onnx.DEFAULT_TOLERANCE: 1/40 of an 8-bit step on [0, 1] outputs
+
+
+def is_multistyle(meta: dict) -> bool:
+    return bool(meta.get("styles"))
+
+
+def config_file(name: str, meta: dict):
+    """The committed config a shipped model was trained from."""
+    return REPO / "configs" / ("multistyle" if is_multistyle(meta) else "styles") / f"{name}.toml"
 
 
 def test_zoo_ships_at_least_six_styles() -> None:
@@ -50,8 +68,10 @@ def test_model_loads_with_config_card_and_sample(name: str) -> None:
     model, info = load_model(folder)
     assert 1_500_000 < sum(p.numel() for p in model.parameters()) < 2_000_000
     meta = info.metadata
-    assert meta["style_name"] == name and meta["steps"] > 0 and meta["final_losses"]["style"] > 0
-    config = load_config(REPO / "configs" / "styles" / f"{name}.toml")
+    styles = [entry["name"] for entry in meta["styles"]] if is_multistyle(meta) else [name]
+    assert meta["style_name"] == "+".join(styles) and meta["steps"] > 0 and meta["final_losses"]["style"] > 0
+    config = load_config(config_file(name, meta))
+    assert [style for style, _ in config.paintings] == styles
     for key in ("vgg", "content_layer", "style_layers", "style_layer_weights", "content_weight", "style_weight",
                 "tv_weight", "style_size"):  # the style's config reproduces the shipped model's loss
         value = getattr(config, key)
@@ -60,15 +80,21 @@ def test_model_loads_with_config_card_and_sample(name: str) -> None:
     assert recipe in RECIPES, f"{name} was trained with no named recipe"
 
     card = (folder / "README.md").read_text(encoding="utf-8")
-    for needed in ("## Style image", "painting licence", "digitisation", "## Training", f"`{recipe}`",
-                   f"{meta['steps']} × batch", "hardware", "## Losses", "Final training batch", "Held-out photos",
-                   "## Artifact checks", "sample.jpg"):
-        assert needed in card, f"{name}'s card lacks {needed!r}"
+    needed = ["## Training", f"`{recipe}`", f"{meta['steps']} × batch", "hardware", "## Losses",
+              "Final training batch", "Held-out photos", "sample.jpg"]
+    if is_multistyle(meta):
+        needed += ["## Style images", "public domain", "mix.jpg", "--mix", *(f"| `{style}` |" for style in styles)]
+    else:
+        needed += ["## Style image", "painting licence", "digitisation", "## Artifact checks"]
+    for text in needed:
+        assert text in card, f"{name}'s card lacks {text!r}"
     assert str(meta["hardware"]).split(" ×")[0] in card
     from PIL import Image
 
-    with Image.open(folder / "sample.jpg") as sample:
-        assert max(sample.size) <= 640 and (folder / "sample.jpg").stat().st_size < 200_000
+    for image, tiles in [("sample.jpg", len(styles))] + [("mix.jpg", 5)] * is_multistyle(meta):
+        with Image.open(folder / image) as sample:  # one 512-px sample, or a strip of half-size ones
+            assert max(sample.size) <= max(640, 260 * tiles) and min(sample.size) <= 640
+        assert (folder / image).stat().st_size < 100_000 * (1 + tiles), image
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -79,10 +105,15 @@ def test_onnx_export_matches_pytorch_on_a_real_photo(name: str) -> None:
     ort = pytest.importorskip("onnxruntime")
     model, _ = load_model(REPO / "models" / name)
     photo = load_eval_image(PHOTO, TEST_SHORT_SIDE)
+    inputs = {"image": photo}
+    if model.spec.styles > 1:  # a mix of the first two styles through the style_weights input
+        inputs["style_weights"] = torch.zeros(1, model.spec.styles)
+        inputs["style_weights"][0, :2] = torch.tensor([0.7, 0.3])
     with torch.inference_mode():
-        expected = model(photo).clamp(0, 1).numpy()
+        expected = model(*inputs.values()).clamp(0, 1).numpy()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: photo.numpy()})[0]
+    assert [i.name for i in session.get_inputs()] == list(inputs)
+    got = session.run(None, {key: value.numpy() for key, value in inputs.items()})[0]
     assert got.shape == expected.shape
     assert float(abs(got - expected).max()) <= ONNX_TOLERANCE
 
@@ -96,16 +127,18 @@ def vgg():  # one frozen VGG16 for every model (module scope: building it per te
 @requires_shared
 @pytest.mark.parametrize("name", NAMES)
 def test_model_stylizes_far_below_untrained_style_loss(name: str, vgg) -> None:
-    """The trainer's own style loss on a held-out photo: trained ≪ untrained (the same network at step 0)."""
+    """The trainer's own style loss on a held-out photo: trained ≪ untrained (the same network at step 0), for every
+    style of the model."""
     model, info = load_model(REPO / "models" / name)
     config = config_of(info.metadata)
-    # model.json records the training machine's path; the painting is the same file under this checkout's data.
-    config = config.replace(style_image=str(SHARED_DATA / "styles" / info.metadata["style_image"]))
-    meter = LossMeter(config, vgg)
     photo = load_eval_image(PHOTO, TEST_SHORT_SIDE)
-    features = meter.features(photo)
-    trained = meter(stylize_tensor(model, photo), features)
-    untrained = meter(stylize_tensor(untrained_network(config), photo), features)
-    ratio = trained["style"] / untrained["style"]
-    assert ratio < MAX_STYLE_RATIO, f"{name}: style loss {trained['style']:.3g} vs untrained {untrained['style']:.3g}"
-    assert torch.isfinite(torch.tensor(list(trained.values()))).all()
+    for row, (style, painting) in enumerate(config.paintings):
+        # model.json records the training machine's path; the painting is the same file under this checkout's data.
+        meter = LossMeter(config, vgg, image=str(SHARED_DATA / "styles" / Path(painting).name))
+        features = meter.features(photo)
+        trained = meter(stylize_tensor(style_network(model, row), photo), features)
+        untrained = meter(stylize_tensor(style_network(untrained_network(config), row), photo), features)
+        ratio = trained["style"] / untrained["style"]
+        assert ratio < MAX_STYLE_RATIO, (f"{name} ({style}): style loss {trained['style']:.3g} vs untrained "
+                                         f"{untrained['style']:.3g}")
+        assert torch.isfinite(torch.tensor(list(trained.values()))).all()

@@ -41,6 +41,36 @@ def test_multistyle_card_credits_every_style_and_shows_pure_styles_and_mixes(tmp
     assert pure[0].tobytes() != pure[1].tobytes()
 
 
+def _entry(style: float, content: float, judge_style: float, *, recipe: str = "cpu", **extra: object) -> dict:
+    """A report entry of scripts/evaluate_models.py with just what the card reads."""
+    flags = {"checkerboard_flag": False, "border_flag": style > 2}
+    return {"recipe": recipe, "loss": {"style_layer_weights": [1.0, 1.0]},
+            "trained": {"style": style, "content": content}, "untrained": {"style": 10.0},
+            "judge": {"trained": {"style": judge_style, "content": 1.0}}, "artifacts": {"trained": flags}, **extra}
+
+
+def test_multistyle_card_sets_each_style_beside_its_single_style_model() -> None:
+    report = {
+        "duo:night": _entry(1.0, 5.0, 2.0, single_style="night_single"),
+        "duo:wave": _entry(3.0, 5.0, 2.0, single_style="wave_single"),
+        "night_single": _entry(2.0, 4.0, 4.0),
+        "wave_single": {**_entry(3.0, 5.0, 1.0, recipe="gpu"), "loss": {"style_layer_weights": [0.25, 1.0]}},
+    }
+    lines = make_model_cards.style_quality_section("duo", ["night", "wave"], report, 17)
+    rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| `")}
+    # style ÷ untrained, own style ratio, judge style and content ratios, flags
+    assert rows["| `night`"].endswith("| 0.100 | [`night_single`](../night_single/README.md) | 0.50 | 0.50 | 1.00 | "
+                                     "none |")
+    # Weighted differently: no own-loss ratio; the judge still compares. The border flag shows.
+    assert rows["| `wave`"].endswith("| 0.300 | [`wave_single`](../wave_single/README.md) | – | 2.00 | 1.00 | "
+                                    "border |")
+    assert any("another recipe (`gpu`)" in line for line in lines)  # wave_single's recipe differs
+
+    alone = make_model_cards.style_quality_section("duo", ["night", "wave"], {"duo:night": _entry(1.0, 5.0, 2.0)}, 17)
+    assert any(line.startswith("| `night` |") and " | – | – | – | – | none |" in line for line in alone)
+    assert make_model_cards.style_quality_section("duo", ["night"], {}, 17)[0].startswith("- Held-out losses: not")
+
+
 def test_gallery_gives_a_multistyle_model_one_column_per_style(tmp_path: Path) -> None:
     duo, cafe = write_credited_models(tmp_path, SHARED_DATA)
     columns = make_gallery.gallery_columns([cafe, duo])
