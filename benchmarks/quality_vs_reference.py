@@ -77,6 +77,10 @@ class Run:
         return root / self.trainer / self.painting.stem / (f"steps{self.steps}"
                                                             + (f"-seed{self.seed}" if self.seed else ""))
 
+    def config_overrides(self) -> dict:
+        """A fastnst run's config changes: its variant's, and its seed unless 0 (so earlier runs stay valid)."""
+        return {**dict(self.overrides), **({"seed": self.seed} if self.seed else {})}
+
     def settings(self, data_dir: Path, holdout_every: int) -> dict:
         return {"trainer": self.trainer, "painting": str(self.painting), "steps": self.steps,
                 "overrides": dict(self.overrides), "data_dir": str(data_dir), "holdout_every": holdout_every,
@@ -148,11 +152,6 @@ def fastnst_config(painting: Path, overrides: dict, data_dir: Path, holdout_ever
         "num_workers": 0, "checkpoint_every": steps, "output_dir": str(folder), **overrides})
 
 
-def seed_override(run: Run) -> dict:
-    """A fastnst run's config change for its seed (none for seed 0, so earlier runs stay valid)."""
-    return {"seed": run.seed} if run.seed else {}
-
-
 def recipe(config: TrainConfig) -> dict:
     """What decides a fastnst run's result, defaults included (a changed default makes old runs stale)."""
     skip = {"steps", "checkpoint_every", "output_dir"}
@@ -176,7 +175,7 @@ def train_fastnst(runs: list[Run], data_dir: Path, holdout_every: int, root: Pat
     longest = max(lengths)
     # An equal-time run stops itself; the planned length only has to be out of its reach.
     planned = longest if timed is None else 100 * max(longest, timed.steps)
-    config = fastnst_config(runs[0].painting, {**dict(runs[0].overrides), **seed_override(runs[0])}, data_dir,
+    config = fastnst_config(runs[0].painting, runs[0].config_overrides(), data_dir,
                             holdout_every, folder, planned)
     if len(runs) > 1 and config.schedule != "constant":
         raise ValueError("snapshots of one run stand for shorter runs only with schedule = 'constant'")
@@ -332,7 +331,7 @@ def main() -> int:
              for steps in (args.variant_steps or args.steps[:1])]
     root = args.runs_dir
     settings = {run: run.settings(args.data_dir, args.holdout_every) for run in runs}
-    recipes = {run: recipe(fastnst_config(run.painting, {**dict(run.overrides), **seed_override(run)},
+    recipes = {run: recipe(fastnst_config(run.painting, run.config_overrides(),
                                           args.data_dir, args.holdout_every, root, run.steps))
                for run in runs if run.trainer != "reference"}
     for run, values in recipes.items():

@@ -134,6 +134,20 @@ def loss_definition(config: TrainConfig) -> dict:
             for key in LOSS_KEYS for value in [getattr(config, key)]}
 
 
+def twin_ratios(entry: dict, twin: dict) -> dict[str, float | None]:
+    """A multi-style model's style ÷ its single-style twin, per loss (None where they do not compare): the own losses
+    only where both models define them alike, the judge's where both were judged."""
+    alike = entry.get("loss") is not None and entry.get("loss") == twin.get("loss")
+    judge, twin_judge = entry.get("judge", {}).get("trained"), twin.get("judge", {}).get("trained")
+    judged = bool(judge and twin_judge)
+    return {
+        "style": entry["trained"]["style"] / twin["trained"]["style"] if alike else None,
+        "content": entry["trained"]["content"] / twin["trained"]["content"] if alike else None,
+        "judge_style": judge["style"] / twin_judge["style"] if judged else None,
+        "judge_content": judge["content"] / twin_judge["content"] if judged else None,
+    }
+
+
 def single_style_twins(units: list[Measured]) -> dict[str, str]:
     """Each style of a multi-style model → a single-style model of the same painting (by file name), if any."""
     singles = {Path(u.painting).name: u.name for u in units if u.config.style_image}
@@ -322,14 +336,9 @@ def multistyle_section(models: dict) -> list[str]:
         if twin is None:
             lines.append(head + " – | – | – | – | – | – | – | – |")
             continue
-        alike = m.get("loss") is not None and m.get("loss") == twin.get("loss")
-        own = (f"{m['trained']['style'] / twin['trained']['style']:.3f} | "
-               f"{m['trained']['content'] / twin['trained']['content']:.3f}") if alike else "– | –"
-        judge, twin_judge = m.get("judge", {}).get("trained"), twin.get("judge", {}).get("trained")
-        judged = (f"{judge['style'] / twin_judge['style']:.3f} | {judge['content'] / twin_judge['content']:.3f}"
-                  if judge and twin_judge else "– | –")
+        ratios = " | ".join("–" if value is None else f"{value:.3f}" for value in twin_ratios(m, twin).values())
         lines.append(head + f" `{m['single_style']}` | `{twin.get('recipe', '?')}` | {twin['steps']} | "
-                     f"{fmt(twin['trained']['style'])} | {own} | {judged} |")
+                     f"{fmt(twin['trained']['style'])} | {ratios} |")
     return lines
 
 

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from evaluate_models import twin_ratios  # scripts/ is on sys.path when this file is run
 from PIL import Image
-from train_zoo import RECIPES, recipe_of  # scripts/ is on sys.path when this file is run
+from train_zoo import RECIPES, recipe_of
 
 from fastnst.model.files import load_styled_model
 from fastnst.model.mixing import style_entries
@@ -187,14 +188,9 @@ def style_quality_section(name: str, styles: list[str], report: dict, n_held: in
     ]
     for style, q in measured.items():
         twin = report.get(q.get("single_style", ""))
-        own = judge_style = judge_content = "–"
-        if twin is not None:
-            if q.get("loss") is not None and q.get("loss") == twin.get("loss"):
-                own = f"{q['trained']['style'] / twin['trained']['style']:.2f}"
-            judge, twin_judge = q.get("judge", {}).get("trained"), twin.get("judge", {}).get("trained")
-            if judge and twin_judge:
-                judge_style = f"{judge['style'] / twin_judge['style']:.2f}"
-                judge_content = f"{judge['content'] / twin_judge['content']:.2f}"
+        ratios = twin_ratios(q, twin) if twin is not None else {}
+        own, judge_style, judge_content = ("–" if ratios.get(key) is None else f"{ratios[key]:.2f}"
+                                           for key in ("style", "judge_style", "judge_content"))
         a = q["artifacts"]["trained"]
         flags = [f for f, on in (("checkerboard", a["checkerboard_flag"]), ("border", a["border_flag"])) if on]
         lines.append(f"| `{style}` | {fmt(q['trained']['content'])} | {fmt(q['trained']['style'])} | "
