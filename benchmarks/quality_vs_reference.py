@@ -73,6 +73,11 @@ class Run:
     def name(self) -> str:
         return f"{self.trainer}/{self.painting.stem}/{self.steps}" + (f"/seed{self.seed}" if self.seed else "")
 
+    @property
+    def reference(self) -> Run:
+        """The reference run this one is judged against: same painting, length and seed."""
+        return Run("reference", self.painting, self.steps, seed=self.seed)
+
     def folder(self, root: Path) -> Path:
         return root / self.trainer / self.painting.stem / (f"steps{self.steps}"
                                                             + (f"-seed{self.seed}" if self.seed else ""))
@@ -385,6 +390,7 @@ def main() -> int:
     photos = [photo[..., :photo.shape[-2] // 4 * 4, :photo.shape[-1] // 4 * 4]
               for photo in (load_eval_image(path) for path in held_out)]
     results: dict[str, dict] = {}
+    reference_of: dict[str, str] = {}
     grid_rows: dict[str, list[list[torch.Tensor]]] = {}
     for painting in args.paintings:
         judge = GatysJudge(painting, args.judge_weights)
@@ -394,6 +400,7 @@ def main() -> int:
             score, outputs = judge_run(run, root, judge, photos, features)
             results[run.name] = {**score, "trainer": run.trainer, "painting": painting.name, "steps": run.steps,
                                  "overrides": dict(run.overrides), "seed": run.seed}
+            reference_of[run.name] = run.reference.name
             if run.steps == max(args.steps) and run.trainer in ("reference", "fastnst") and run.seed == args.seeds[0]:
                 for row, output in zip(rows, outputs, strict=True):
                     row.append(output)
@@ -405,8 +412,7 @@ def main() -> int:
     print(f"{'run (reference length)':<44}{'steps':>7}{'style':>10}{'× ref':>8}{'content':>10}{'× ref':>8}"
           f"{'CPU s':>9}")
     for name, entry in results.items():
-        seed = f"/seed{entry['seed']}" if entry["seed"] else ""
-        ref = results[f"reference/{Path(entry['painting']).stem}/{entry['steps']}{seed}"]
+        ref = results[reference_of[name]]
         entry["style_vs_reference"] = entry["style"] / ref["style"]
         entry["content_vs_reference"] = entry["content"] / ref["content"]
         print(f"{name:<44}{entry['steps_trained']:>7}{entry['style']:>10.4g}{entry['style_vs_reference']:>8.2f}{entry['content']:>10.4g}"

@@ -134,15 +134,29 @@ def loss_definition(config: TrainConfig) -> dict:
             for key in LOSS_KEYS for value in [getattr(config, key)]}
 
 
+# The scalar weights only scale a loss: two models that differ only there still compare, per unit weight.
+LOSS_WEIGHTS = {"style": "style_weight", "content": "content_weight"}
+
+
 def twin_ratios(entry: dict, twin: dict) -> dict[str, float | None]:
     """A multi-style model's style ÷ its single-style twin, per loss (None where they do not compare): the own losses
-    only where both models define them alike, the judge's where both were judged."""
-    alike = entry.get("loss") is not None and entry.get("loss") == twin.get("loss")
+    per unit weight (each divided by its model's weight) where both models define them alike but for the weights,
+    the judge's where both were judged."""
+    mine, theirs = entry.get("loss"), twin.get("loss")
+    alike = mine is not None and theirs is not None and all(
+        mine.get(key) == theirs.get(key) for key in LOSS_KEYS if key not in LOSS_WEIGHTS.values())
+
+    def own(kind: str) -> float | None:
+        if not alike:
+            return None
+        weight = LOSS_WEIGHTS[kind]
+        return (entry["trained"][kind] / mine[weight]) / (twin["trained"][kind] / theirs[weight])
+
     judge, twin_judge = entry.get("judge", {}).get("trained"), twin.get("judge", {}).get("trained")
     judged = bool(judge and twin_judge)
     return {
-        "style": entry["trained"]["style"] / twin["trained"]["style"] if alike else None,
-        "content": entry["trained"]["content"] / twin["trained"]["content"] if alike else None,
+        "style": own("style"),
+        "content": own("content"),
         "judge_style": judge["style"] / twin_judge["style"] if judged else None,
         "judge_content": judge["content"] / twin_judge["content"] if judged else None,
     }
@@ -323,8 +337,9 @@ def multistyle_section(models: dict) -> list[str]:
         ("Each style of a multi-style model (the network baked for that style) on the same photos and the same "
          "painting's losses as the single-style model of that painting; ratios below 1 favour the multi-style "
          "model. Steps are the run's total (a multi-style run shares them among its styles). The own-loss ratios "
-         "are given only where both models weight their losses alike (else –); the Gatys judge's ratios always "
-         "compare."),
+         "compare the losses per unit weight (each divided by its model's content or style weight) and are given "
+         "only where both models use the same VGG, layers and layer weights (else –); the Gatys judge's ratios "
+         "always compare."),
         "",
         "| style | recipe | steps | style loss | single-style model | recipe | steps | style loss | style ratio | "
         "content ratio | judge style ratio | judge content ratio |",
@@ -339,6 +354,34 @@ def multistyle_section(models: dict) -> list[str]:
         ratios = " | ".join("–" if value is None else f"{value:.3f}" for value in twin_ratios(m, twin).values())
         lines.append(head + f" `{m['single_style']}` | `{twin.get('recipe', '?')}` | {twin['steps']} | "
                      f"{fmt(twin['trained']['style'])} | {ratios} |")
+    return lines
+
+
+def twin_table(models: dict) -> list[str]:
+    """docs/benchmarks.md's table of each multi-style model's styles against their single-style twins: losses per
+    unit weight (see :func:`twin_ratios`), the judge's, artifact flags, and the means."""
+    def flags(entry: dict) -> str:
+        found = entry["artifacts"]["trained"]
+        return ", ".join(kind for kind in ("checkerboard", "border") if found[f"{kind}_flag"]) or "none"
+
+    lines = ["| style | style loss per unit weight, single → multi | style ratio | content ratio | judge style ratio | "
+             "judge content ratio | artifact flags (single / multi) |", "|---|---|---|---|---|---|---|"]
+    columns: list[list[float | None]] = [[], [], [], []]
+    flagged = [0, 0]
+    for m in models.values():
+        twin = models.get(m.get("single_style", ""))
+        if twin is None:
+            continue
+        ratios = list(twin_ratios(m, twin).values())
+        for column, value in zip(columns, ratios, strict=True):
+            column.append(value)
+        per_unit = [e["trained"]["style"] / e["loss"]["style_weight"] for e in (twin, m)]
+        flagged = [flagged[0] + (flags(twin) != "none"), flagged[1] + (flags(m) != "none")]
+        lines.append(f"| {m['style']} | {per_unit[0]:.3g} → {per_unit[1]:.3g} | "
+                     + " | ".join(fmt(value) if value is None else f"{value:.2f}" for value in ratios)
+                     + f" | {flags(twin)} / {flags(m)} |")
+    means = [fmt(None) if None in column or not column else f"{mean(column):.2f}" for column in columns]
+    lines.append(f"| mean | – | {' | '.join(means)} | {flagged[0]} / {flagged[1]} flagged |")
     return lines
 
 
@@ -506,10 +549,15 @@ def main() -> int:
     parser.add_argument("--markdown", type=Path, default=REPO / "docs" / "quality.md")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--from-json", action="store_true", help="only rewrite the Markdown from --json")
+    parser.add_argument("--twin-table", action="store_true",
+                        help="print docs/benchmarks.md's multi-style vs single-style table from --json and stop")
     parser.add_argument("--update", action="store_true",
                         help="keep the entries of the existing --json whose models are unchanged")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.twin_table:
+        print("\n".join(twin_table(json.loads(args.json.read_text())["models"])))
+        return 0
     if args.from_json:
         report = json.loads(args.json.read_text())
     else:

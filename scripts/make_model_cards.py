@@ -171,16 +171,16 @@ def style_section(paintings: list[tuple[str, Painting]], style_size: int) -> lis
 
 def style_quality_section(name: str, styles: list[str], report: dict, n_held: int) -> list[str]:
     """A multi-style model's held-out losses and artifact flags per style, beside the single-style model of the
-    same painting where the report has one (the judge's ratios compare across recipes; the own losses only where
-    both weight them alike)."""
+    same painting where the report has one (the judge's ratios compare across recipes; the own losses per unit
+    weight, where both define them on the same layers)."""
     measured = {style: report[f"{name}:{style}"] for style in styles if f"{name}:{style}" in report}
     if not measured:
         return ["- Held-out losses: not measured yet (run `scripts/evaluate_models.py`)."]
     lines = [
         (f"- Held-out photos ({n_held}, shorter side 256 px; `scripts/evaluate_models.py`, "
          "[docs/quality.md](../../docs/quality.md)), per style. Ratios compare with the single-style model of the "
-         "same painting (below 1: this model is lower); own-loss ratios only where both weight their losses "
-         "alike, the Gatys VGG19 judge's always."),
+         "same painting (below 1: this model is lower); own-loss ratios per unit weight (each loss divided by "
+         "its model's weight) where both use the same layers, the Gatys VGG19 judge's always."),
         "",
         "| style | content | style | style ÷ untrained | single-style model | style ratio | judge style ratio | "
         "judge content ratio | artifact flags |",

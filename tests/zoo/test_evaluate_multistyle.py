@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import REPO, SHARED_DATA, requires_shared
 from multistyle_zoo import PAINTINGS, write_credited_models
@@ -50,6 +51,19 @@ def test_each_style_is_measured_like_the_single_style_model_it_equals(tmp_path: 
                               + " | 1.000 | 1.000 | – | – |")  # no judge in this run
     no_twin = "| – | – | – | – | – | – | – | – |"
     assert any(line.startswith(f"| `duo:wave` | `{recipe}` | 3 |") and line.endswith(no_twin) for line in rows)
+
+    # A twin trained with twice the style weight: the own losses compare per unit weight.
+    doubled = json.loads(json.dumps(report))
+    doubled["models"]["night_single"]["loss"]["style_weight"] *= 2
+    doubled["models"]["night_single"]["trained"]["style"] *= 2
+    ratios = evaluate_models.twin_ratios(doubled["models"]["duo:night"], doubled["models"]["night_single"])
+    assert ratios["style"] == pytest.approx(1.0) and ratios["content"] == pytest.approx(1.0)
+    doubled["models"]["night_single"]["trained"]["style"] *= 1.25  # the twin's style is worse per unit weight
+    ratios = evaluate_models.twin_ratios(doubled["models"]["duo:night"], doubled["models"]["night_single"])
+    assert ratios["style"] == pytest.approx(0.8)
+    table = evaluate_models.twin_table(doubled["models"])
+    assert [line.split(" | ")[0] for line in table[2:]] == ["| night", "| mean"]  # wave has no twin here
+    assert table[2].split(" | ")[2:4] == ["0.80", "1.00"] and table[3].split(" | ")[2] == "0.80"
 
     # A twin that weights its style layers differently has incomparable own losses: no own-loss ratio.
     reweighted = json.loads(json.dumps(report))

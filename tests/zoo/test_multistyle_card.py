@@ -44,7 +44,7 @@ def test_multistyle_card_credits_every_style_and_shows_pure_styles_and_mixes(tmp
 def _entry(style: float, content: float, judge_style: float, *, recipe: str = "cpu", **extra: object) -> dict:
     """A report entry of scripts/evaluate_models.py with just what the card reads."""
     flags = {"checkerboard_flag": False, "border_flag": style > 2}
-    return {"recipe": recipe, "loss": {"style_layer_weights": [1.0, 1.0]},
+    return {"recipe": recipe, "loss": {"style_layer_weights": [1.0, 1.0], "style_weight": 5e9, "content_weight": 1e5},
             "trained": {"style": style, "content": content}, "untrained": {"style": 10.0},
             "judge": {"trained": {"style": judge_style, "content": 1.0}}, "artifacts": {"trained": flags}, **extra}
 
@@ -54,7 +54,8 @@ def test_multistyle_card_sets_each_style_beside_its_single_style_model() -> None
         "duo:night": _entry(1.0, 5.0, 2.0, single_style="night_single"),
         "duo:wave": _entry(3.0, 5.0, 2.0, single_style="wave_single"),
         "night_single": _entry(2.0, 4.0, 4.0),
-        "wave_single": {**_entry(3.0, 5.0, 1.0, recipe="gpu"), "loss": {"style_layer_weights": [0.25, 1.0]}},
+        "wave_single": {**_entry(3.0, 5.0, 1.0, recipe="gpu"),
+                        "loss": {"style_layer_weights": [0.25, 1.0], "style_weight": 5e9, "content_weight": 1e5}},
     }
     lines = make_model_cards.style_quality_section("duo", ["night", "wave"], report, 17)
     rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| `")}
