@@ -5,7 +5,9 @@ Each variant starts from the weights of a shipped model (default ``starry_night`
 recipe (its ``model.json`` config: losses and their weights, precision, seed) for ``--steps`` steps at
 ``--image-size`` crops, at the learning rate its schedule ended with (constant), differing only in the stability
 keys, so the baseline ``off`` shows what the short
-fine-tune alone does. For each variant, and for the shipped model as it is, it reports:
+fine-tune alone does. With ``--from-scratch`` every variant instead trains from the trainer's initialisation with
+the model's own schedule at ``--learning-rate``: stability learned from the start, against the same run without it.
+For each variant, and for the shipped model as it is, it reports:
 
 * plain per-frame flicker on the ``static``, ``pan`` and ``object`` clips exactly as ``benchmarks/flicker.py``
   builds and runs them (its ``clips`` function, batches of 4 frames, no remedy), and ``panned_still``: the
@@ -16,12 +18,15 @@ fine-tune alone does. For each variant, and for the shipped model as it is, it r
 * the artifact statistics and flags of fastnst.training.quality.artifact_report on those photos.
 
 A variant is ``off`` (no stability loss), a weight (``1e8``: the clean output is a fixed target) or a weight with
-``:both`` (the clean output gets gradient too). Results are written to ``benchmarks/results/stability.json``;
+``:both`` (the clean output gets gradient too), and ``:shift=N`` / ``:noise=SIGMA`` change that variant's
+perturbation (``1e8:shift=0``: noise only). Results are written to ``benchmarks/results/stability.json``;
 ``--keep`` keeps the variants of an earlier report measured with the same recipe, so variants can be added one
 invocation at a time. Usage:
 
     nice python benchmarks/stability.py [--model starry_night] [--steps 100] [--image-size 128] \\
-        [--variants off,3e7,1e8,1e8:both] [--keep]
+        [--variants off,3e7,1e8,1e8:both,1e8:shift=0] [--keep]
+    nice python benchmarks/stability.py --from-scratch --steps 762 --image-size 128 --learning-rate 2e-3 \\
+        --output benchmarks/results/stability_scratch.json   # the CPU recipe, each variant from scratch
 """
 
 from __future__ import annotations
@@ -68,18 +73,29 @@ FRAME_BATCH = 4  # frames per network call, as benchmarks/flicker.py and `fastns
 PAN_PX = 2  # benchmarks/flicker.py's pan: px per frame
 
 
-def parse_variant(text: str) -> tuple[float, bool]:
-    """'off' → (0, False); '1e8' → (1e8, False); '1e8:both' → (1e8, True)."""
-    weight, _, side = text.partition(":")
-    if side not in ("", "both"):
-        raise SystemExit(f"variant {text!r}: the only suffix is ':both'")
-    return (0.0 if weight == "off" else float(weight)), side == "both"
+def parse_variant(text: str) -> tuple[float, bool, dict[str, float]]:
+    """'off' → (0, False, {}); '1e8' → (1e8, False, {}); '1e8:both' → (1e8, True, {});
+    '1e8:shift=0:noise=0.02' → (1e8, False, {"stability_shift": 0, "stability_noise": 0.02})."""
+    weight, *suffixes = text.split(":")
+    both, overrides = False, {}
+    for suffix in suffixes:
+        key, sep, value = suffix.partition("=")
+        if suffix == "both":
+            both = True
+        elif sep and key in ("shift", "noise"):
+            overrides[f"stability_{key}"] = int(value) if key == "shift" else float(value)
+        else:
+            raise SystemExit(f"variant {text!r}: suffixes are ':both', ':shift=N' and ':noise=SIGMA'")
+    return (0.0 if weight == "off" else float(weight)), both, overrides
 
 
-def fine_tune(config: TrainConfig, initial: TransformerNet, clean_gradient: bool) -> tuple[TransformerNet, dict]:
-    """Train ``config`` starting from ``initial``'s weights; returns the network and what the run cost."""
+def fine_tune(config: TrainConfig, initial: TransformerNet | None,
+              clean_gradient: bool) -> tuple[TransformerNet, dict]:
+    """Train ``config`` starting from ``initial``'s weights (None: from the trainer's initialisation); returns the
+    network and what the run cost."""
     trainer = Trainer(config)
-    trainer.model.load_state_dict(initial.state_dict())
+    if initial is not None:
+        trainer.model.load_state_dict(initial.state_dict())
     trainer.stability = replace(trainer.stability, clean_gradient=clean_gradient)
     started = time.perf_counter()
     result = trainer.run()
@@ -133,25 +149,45 @@ def main() -> int:
     parser.add_argument("--runs-dir", default=str(REPO / "runs" / "stability_bench"))
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "stability.json"))
     parser.add_argument("--keep", action="store_true", help="keep earlier variants measured with the same recipe")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="train every variant from the trainer's initialisation with the model's own schedule, "
+                             "instead of fine-tuning the shipped weights")
+    parser.add_argument("--learning-rate", type=float,
+                        help="with --from-scratch: the run's learning rate (default: the model's own)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.size.lower().split("x"))
     shipped, info = load_model(args.model, device="cpu")
     shipped.eval()
     base = config_of(info.metadata)
-    # The fine-tune continues the model's run where its schedule ended: constant at its final learning rate
-    # (Adam's first steps at the full rate move every weight by about the rate at once and undo the training).
+    if args.learning_rate is not None and not args.from_scratch:
+        raise SystemExit("--learning-rate goes with --from-scratch (a fine-tune keeps the model's final rate)")
     recipe = base.replace(image_size=args.image_size, batch_size=args.batch_size, steps=args.steps,
-                          learning_rate=base.learning_rate * base.min_lr_ratio, schedule="constant",
-                          warmup_steps=0, checkpoint_every=args.steps, preview_every=0, tensorboard=False,
-                          num_workers=1)
+                          checkpoint_every=args.steps, preview_every=0, tensorboard=False, num_workers=1)
+    if args.from_scratch:
+        recipe = recipe.replace(learning_rate=args.learning_rate or base.learning_rate)
+    else:
+        # The fine-tune continues the model's run where its schedule ended: constant at its final learning rate
+        # (Adam's first steps at the full rate move every weight by about the rate at once and undo the training).
+        recipe = recipe.replace(learning_rate=base.learning_rate * base.min_lr_ratio, schedule="constant",
+                                warmup_steps=0)
     recipe_key = {"model": args.model, "sha256": info.metadata.get("sha256"), "steps": args.steps,
+                  "start": "scratch" if args.from_scratch else "shipped", "learning_rate": recipe.learning_rate,
+                  "schedule": recipe.schedule,
                   "image_size": args.image_size, "batch_size": args.batch_size,
                   "stability_noise": recipe.stability_noise, "stability_shift": recipe.stability_shift,
                   "clip": {"photo": Path(args.photo).name, "size": [width, height], "frames": args.frames}}
     output = Path(args.output)
     previous = json.loads(output.read_text()) if args.keep and output.is_file() else {}
-    results: dict = previous.get("variants", {}) if previous.get("recipe") == recipe_key else {}
+    # Each variant records its own perturbation, so the default one may change without discarding earlier variants.
+    per_variant = ("stability_noise", "stability_shift")
+    same_recipe = ({k: v for k, v in previous.get("recipe", {}).items() if k not in per_variant}
+                   == {k: v for k, v in recipe_key.items() if k not in per_variant})
+    results: dict = previous.get("variants", {}) if same_recipe else {}
+    for entry in results.values():  # entries written before variants recorded it: the recipe's at the time
+        if entry.get("weight"):
+            for key in per_variant:
+                entry.setdefault(key, previous["recipe"][key])
 
     clip_set = clips(Path(args.photo), width, height, args.frames)
     paths = heldout_photos(base.data_dir, base.holdout_every)
@@ -169,12 +205,15 @@ def main() -> int:
     for variant in args.variants.split(","):
         if variant in results:
             continue
-        weight, both = parse_variant(variant)
-        config = recipe.replace(stability_weight=weight,
+        weight, both, overrides = parse_variant(variant)
+        config = recipe.replace(stability_weight=weight, **overrides,
                                 output_dir=str(Path(args.runs_dir) / variant.replace(":", "_")))
-        print(f"{variant}: fine-tuning {args.steps} steps at {args.image_size}² × {args.batch_size}", flush=True)
-        model, cost = fine_tune(config, shipped, both)
-        results[variant] = {"weight": weight, "clean_gradient": both, **cost,
+        print(f"{variant}: {'training' if args.from_scratch else 'fine-tuning'} {args.steps} steps at "
+              f"{args.image_size}² × {args.batch_size}", flush=True)
+        model, cost = fine_tune(config, None if args.from_scratch else shipped, both)
+        results[variant] = {"weight": weight, "clean_gradient": both,
+                            "stability_shift": config.stability_shift, "stability_noise": config.stability_noise,
+                            **cost,
                             **measure(model, clip_set, Path(args.photo), (width, height), args.frames, meter,
                                       photos, features)}
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -188,9 +227,11 @@ def write(output: Path, recipe_key: dict, results: dict, load: float, started: f
           base: TrainConfig) -> None:
     report = {
         "benchmark": "stability", "recipe": recipe_key,
-        "trained_recipe": ("the model's config with image_size, batch_size, steps replaced and its final learning "
-                           "rate held constant; starts from its weights"),
-        "learning_rate": base.learning_rate * base.min_lr_ratio, "schedule": "constant", "amp": base.amp,
+        "trained_recipe": (("the model's config with image_size, batch_size, steps and learning_rate replaced; "
+                            "from the trainer's initialisation") if recipe_key["start"] == "scratch" else
+                           ("the model's config with image_size, batch_size, steps replaced and its final learning "
+                            "rate held constant; starts from its weights")),
+        "learning_rate": recipe_key["learning_rate"], "schedule": recipe_key["schedule"], "amp": base.amp,
         "heldout_photos": photos, "variants": results,
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average_at_start": round(load, 2),
                     "torch": torch.__version__, "python": platform.python_version()},

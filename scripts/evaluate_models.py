@@ -364,8 +364,9 @@ def twin_table(models: dict) -> list[str]:
         found = entry["artifacts"]["trained"]
         return ", ".join(kind for kind in ("checkerboard", "border") if found[f"{kind}_flag"]) or "none"
 
-    lines = ["| style | style loss per unit weight, single → multi | style ratio | content ratio | judge style ratio | "
-             "judge content ratio | artifact flags (single / multi) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| style | style loss per unit weight, single → multi | style ratio | content ratio | "
+             "judge style ratio | judge content ratio | artifact flags (single / multi) |",
+             "|---|---|---|---|---|---|---|"]
     columns: list[list[float | None]] = [[], [], [], []]
     flagged = [0, 0]
     for m in models.values():
