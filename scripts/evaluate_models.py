@@ -351,19 +351,25 @@ def multistyle_section(models: dict) -> list[str]:
         if twin is None:
             lines.append(head + " – | – | – | – | – | – | – | – |")
             continue
-        ratios = " | ".join("–" if value is None else f"{value:.3f}" for value in twin_ratios(m, twin).values())
+        ratios = " | ".join(fmt_ratio(value, 3) for value in twin_ratios(m, twin).values())
         lines.append(head + f" `{m['single_style']}` | `{twin.get('recipe', '?')}` | {twin['steps']} | "
                      f"{fmt(twin['trained']['style'])} | {ratios} |")
     return lines
 
 
+def artifact_flags(entry: dict) -> str:
+    """The artifact checks that flag an entry's trained model, e.g. "checkerboard, border", or "none"."""
+    found = entry["artifacts"]["trained"]
+    return ", ".join(kind for kind in ("checkerboard", "border") if found[f"{kind}_flag"]) or "none"
+
+
+def fmt_ratio(value: float | None, places: int) -> str:
+    return "–" if value is None else f"{value:.{places}f}"
+
+
 def twin_table(models: dict) -> list[str]:
     """docs/benchmarks.md's table of each multi-style model's styles against their single-style twins: losses per
     unit weight (see :func:`twin_ratios`), the judge's, artifact flags, and the means."""
-    def flags(entry: dict) -> str:
-        found = entry["artifacts"]["trained"]
-        return ", ".join(kind for kind in ("checkerboard", "border") if found[f"{kind}_flag"]) or "none"
-
     lines = ["| style | style loss per unit weight, single → multi | style ratio | content ratio | "
              "judge style ratio | judge content ratio | artifact flags (single / multi) |",
              "|---|---|---|---|---|---|---|"]
@@ -377,10 +383,10 @@ def twin_table(models: dict) -> list[str]:
         for column, value in zip(columns, ratios, strict=True):
             column.append(value)
         per_unit = [e["trained"]["style"] / e["loss"]["style_weight"] for e in (twin, m)]
-        flagged = [flagged[0] + (flags(twin) != "none"), flagged[1] + (flags(m) != "none")]
+        twin_flags, own_flags = artifact_flags(twin), artifact_flags(m)
+        flagged = [flagged[0] + (twin_flags != "none"), flagged[1] + (own_flags != "none")]
         lines.append(f"| {m['style']} | {per_unit[0]:.3g} → {per_unit[1]:.3g} | "
-                     + " | ".join(fmt(value) if value is None else f"{value:.2f}" for value in ratios)
-                     + f" | {flags(twin)} / {flags(m)} |")
+                     + " | ".join(fmt_ratio(value, 2) for value in ratios) + f" | {twin_flags} / {own_flags} |")
     means = [fmt(None) if None in column or not column else f"{mean(column):.2f}" for column in columns]
     lines.append(f"| mean | – | {' | '.join(means)} | {flagged[0]} / {flagged[1]} flagged |")
     return lines

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from evaluate_models import twin_ratios  # scripts/ is on sys.path when this file is run
+from evaluate_models import artifact_flags, fmt_ratio, twin_ratios  # scripts/ is on sys.path when this file is run
 from PIL import Image
 from train_zoo import RECIPES, recipe_of
 
@@ -189,15 +189,13 @@ def style_quality_section(name: str, styles: list[str], report: dict, n_held: in
     for style, q in measured.items():
         twin = report.get(q.get("single_style", ""))
         ratios = twin_ratios(q, twin) if twin is not None else {}
-        own, judge_style, judge_content = ("–" if ratios.get(key) is None else f"{ratios[key]:.2f}"
+        own, judge_style, judge_content = (fmt_ratio(ratios.get(key), 2)
                                            for key in ("style", "judge_style", "judge_content"))
-        a = q["artifacts"]["trained"]
-        flags = [f for f, on in (("checkerboard", a["checkerboard_flag"]), ("border", a["border_flag"])) if on]
         lines.append(f"| `{style}` | {fmt(q['trained']['content'])} | {fmt(q['trained']['style'])} | "
                      f"{q['trained']['style'] / q['untrained']['style']:.3f} | "
                      + (f"[`{twin_name}`](../{twin_name}/README.md)" if (twin_name := q.get("single_style"))
                         and twin is not None else "–")
-                     + f" | {own} | {judge_style} | {judge_content} | {', '.join(flags) or 'none'} |")
+                     + f" | {own} | {judge_style} | {judge_content} | {artifact_flags(q)} |")
     recipe = next(iter(measured.values())).get("recipe")
     other = sorted({twin["recipe"] for q in measured.values() if (twin := report.get(q.get("single_style", "")))
                     and twin.get("recipe") != recipe})
