@@ -38,6 +38,7 @@ from train_zoo import recipe_of  # scripts/ is on sys.path when this file is run
 
 from fastnst.bench.machine import cpu_model
 from fastnst.model.files import load_model
+from fastnst.model.mixing import model_styles
 from fastnst.model.transformer import TransformerNet
 from fastnst.training.config import TrainConfig
 from fastnst.training.quality import (
@@ -103,7 +104,8 @@ class Measured:
     """One network to measure: a single-style model, or one style of a multi-style model."""
 
     name: str  # the model folder's name, or "folder:style"
-    network: TransformerNet
+    network: TransformerNet  # the plain network of this style
+    whole: TransformerNet  # the model's network, every style
     metadata: dict
     config: TrainConfig
     painting: str  # the config's path of the painting it learned
@@ -112,15 +114,20 @@ class Measured:
 
 
 def measured_networks(model_dirs: list[Path]) -> list[Measured]:
-    """Every model of ``model_dirs``, a multi-style one once per style."""
+    """Every style that each model of ``model_dirs`` learned in its own run, a multi-style one once per style.
+
+    A model grown from a base (``--base``) holds the base's styles too, but its config is the last run's recipe
+    only: those rows are found by name and the base's own styles are left to the base's report."""
     out = []
     for folder in model_dirs:
         network, info = load_model(folder)
         config = config_of(info.metadata)
-        paintings = config.paintings
-        for row, (style, image) in enumerate(paintings):
-            name = folder.name if len(paintings) == 1 else f"{folder.name}:{style}"
-            out.append(Measured(name, style_network(network, row), info.metadata, config, image, row, folder.name))
+        rows = model_styles(info.metadata, folder.name)
+        for style, image in config.paintings:
+            name = folder.name if len(rows) == 1 else f"{folder.name}:{style}"
+            row = rows.index(style) if len(rows) > 1 else 0
+            out.append(Measured(name, style_network(network, row), network, info.metadata, config, image, row,
+                                folder.name))
     return out
 
 
@@ -246,7 +253,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
             artifacts = {"trained": artifact_dict(artifact_report(outputs, photos))}
         else:
             entry["trained"] = measure(outputs, features, meter)
-            untrained = style_network(untrained_network(config), unit.style)
+            untrained = style_network(untrained_network(config, unit.whole), unit.style)
             entry["untrained"] = measure(stylize(untrained, photos), features, meter)
             entry["photo"] = measure(photos, features, meter)
             entry["other_photo"] = measure(unrelated, features, meter)

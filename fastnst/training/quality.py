@@ -56,8 +56,22 @@ def load_eval_image(path: str | os.PathLike[str], short_side: int = EVAL_SHORT_S
     return image_to_tensor(image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0))
 
 
-def untrained_network(config: TrainConfig) -> TransformerNet:
-    """The network exactly as the trainer initialises it (same seed, same spec): the run at step 0."""
+def untrained_network(config: TrainConfig, trained: TransformerNet | None = None) -> TransformerNet:
+    """The network exactly as the trainer initialises it (same seed, same spec): the run at step 0.
+
+    A run grown from a base (``config.base``) starts from the base with each new style's norm rows at the mean of
+    the base's rows (:func:`~fastnst.model.transformer.extend`); only those rows learn, so the step-0 network is
+    rebuilt from the ``trained`` one, which must be passed, without needing the base's file."""
+    if config.base:
+        if trained is None:
+            raise ValueError("a run grown from a base starts from the base: pass its trained network")
+        first_new = trained.spec.styles - len(config.paintings)
+        state = {key: value.detach().clone() for key, value in trained.state_dict().items()}
+        for key in trained.style_keys():
+            state[key][first_new:] = state[key][:first_new].mean(0, keepdim=True)
+        network = TransformerNet(trained.spec)
+        network.load_state_dict(state)
+        return network.eval()
     torch.manual_seed(config.seed)
     spec = TransformerSpec(width=config.width, residual_blocks=config.residual_blocks, styles=len(config.paintings))
     return TransformerNet(spec).eval()

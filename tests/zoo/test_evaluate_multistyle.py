@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO, SHARED_DATA, requires_shared
-from multistyle_zoo import PAINTINGS, write_credited_models
+from multistyle_zoo import PAINTINGS, SINGLE_PAINTING, write_credited_models
 
 from fastnst.model.files import load_model, save_model
-from fastnst.model.transformer import bake
+from fastnst.model.transformer import bake, extend
 from fastnst.training.config import config_from_dict
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -73,3 +73,36 @@ def test_each_style_is_measured_like_the_single_style_model_it_equals(tmp_path: 
     assert night_row.endswith(" | – | – | – | – |")
     assert "tenth-of-steps runs of cafe, night_single" in page  # styles of a multi-style model have no tenth run
     assert report["torch"] == torch.__version__
+
+
+def test_a_model_grown_from_a_base_is_measured_on_the_rows_its_run_learned(tmp_path: Path) -> None:
+    """A ``--base`` run's config names only its new styles: each is found by name among the model's rows (not taken
+    as row 0, 1, …, which are the base's), and the base's styles, trained by another recipe, are not measured."""
+    duo, _ = write_credited_models(tmp_path, SHARED_DATA)
+    network, info = load_model(duo)
+    grown = extend(network, 1)
+    with torch.no_grad():
+        for key in grown.style_keys():
+            grown.state_dict()[key][2].normal_(1.0 if key.endswith("weight") else 0.0, 0.5)
+    painting = str(SHARED_DATA / "styles" / SINGLE_PAINTING)
+    config = config_from_dict(info.metadata["config"], "test").replace(
+        style_images=(painting,), style_names=("late",), base=str(duo))
+    styles = [*info.metadata["styles"], {"name": "late", "image": SINGLE_PAINTING}]
+    save_model(grown, tmp_path / "grown", {**info.metadata, "styles": styles, "config": config.to_dict(),
+                                           "spec": None})
+    single = config.replace(style_images=(), style_names=(), base="", style_image=painting)
+    save_model(bake(grown, [0, 0, 1]), tmp_path / "late_single", {**info.metadata, "styles": None,
+                                                                  "config": single.to_dict()})
+    # The run's step 0: the new style's rows start at the mean of the base's (a 50/50 mix of its two styles).
+    save_model(bake(grown, [0.5, 0.5, 0]), tmp_path / "start", {**info.metadata, "styles": None,
+                                                                "config": single.to_dict()})
+    report = evaluate_models.evaluate([tmp_path / "grown", tmp_path / "late_single", tmp_path / "start"], None,
+                                      SHARED_DATA / "photos", SHARED_DATA / "vgg" / "vgg16_features.pth", 64)
+    models = report["models"]
+    assert list(models) == ["grown:late", "late_single", "start"]
+    assert models["grown:late"]["trained"] == models["late_single"]["trained"]
+    assert models["grown:late"]["style"] == "late"
+    untrained, start = models["grown:late"]["untrained"], models["start"]["trained"]
+    assert untrained["style"] == pytest.approx(start["style"], rel=1e-4)
+    assert untrained["content"] == pytest.approx(start["content"], rel=1e-4)
+    assert untrained["style"] != pytest.approx(models["grown:late"]["trained"]["style"], rel=1e-2)
