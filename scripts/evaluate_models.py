@@ -169,11 +169,19 @@ def twin_ratios(entry: dict, twin: dict) -> dict[str, float | None]:
     }
 
 
+def place(name: str, unit: Measured, twins: dict[str, str]) -> dict[str, str]:
+    """A multi-style entry's model, style and single-style twin (if any); nothing for a single-style model."""
+    if name == unit.model:
+        return {}
+    return {"model": unit.model, "style": name.split(":", 1)[1],
+            **({"single_style": twins[name]} if name in twins else {})}
+
+
 def single_style_twins(units: list[Measured]) -> dict[str, str]:
     """Each style of a multi-style model → a single-style model of the same painting (by file name), if any."""
-    singles = {Path(u.painting).name: u.name for u in units if u.config.style_image}
+    singles = {Path(u.painting).name: u.name for u in units if u.name == u.model}
     return {u.name: singles[Path(u.painting).name] for u in units
-            if not u.config.style_image and Path(u.painting).name in singles}
+            if u.name != u.model and Path(u.painting).name in singles}
 
 
 @torch.no_grad()
@@ -237,7 +245,8 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
             old["loss"] = loss_definition(config)
             if judge_vgg is not None and "judge" not in old:
                 old["judge"] = judge_entry(outputs, painting)
-            results[name] = old
+            old.pop("single_style", None)  # the twin depends on which models this run was given
+            results[name] = {**old, **place(name, unit, twins)}
             print(f"{name}: losses unchanged, kept from the previous report; artifacts remeasured", flush=True)
             continue
         meter = LossMeter(config, vgg, image=painting)
@@ -270,10 +279,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
         entry["artifacts"] = artifacts
         if judge_vgg is not None:
             entry["judge"] = judge_entry(outputs, painting)
-        if name != unit.model:  # a style of a multi-style model
-            entry["model"], entry["style"] = unit.model, name.split(":", 1)[1]
-            if name in twins:
-                entry["single_style"] = twins[name]
+        entry.update(place(name, unit, twins))
         entry["seconds"] = round(time.perf_counter() - t0, 1)
         entry["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         results[name] = entry

@@ -86,7 +86,7 @@ def test_a_model_grown_from_a_base_is_measured_on_the_rows_its_run_learned(tmp_p
             grown.state_dict()[key][2].normal_(1.0 if key.endswith("weight") else 0.0, 0.5)
     painting = str(SHARED_DATA / "styles" / SINGLE_PAINTING)
     config = config_from_dict(info.metadata["config"], "test").replace(
-        style_images=(painting,), style_names=("late",), base=str(duo))
+        style_images=(), style_names=(), style_image=painting, style_name="late", base=str(duo))
     styles = [*info.metadata["styles"], {"name": "late", "image": SINGLE_PAINTING}]
     save_model(grown, tmp_path / "grown", {**info.metadata, "styles": styles, "config": config.to_dict(),
                                            "spec": None})
@@ -102,6 +102,9 @@ def test_a_model_grown_from_a_base_is_measured_on_the_rows_its_run_learned(tmp_p
     assert list(models) == ["grown:late", "late_single", "start"]
     assert models["grown:late"]["trained"] == models["late_single"]["trained"]
     assert models["grown:late"]["style"] == "late"
+    # Its run named one painting (config.style_image, as a single-style run does) but it is a multi-style model.
+    assert models["grown:late"]["single_style"] in ("late_single", "start")  # the single-style models of its painting
+    assert "single_style" not in models["late_single"]
     untrained, start = models["grown:late"]["untrained"], models["start"]["trained"]
     assert untrained["style"] == pytest.approx(start["style"], rel=1e-4)
     assert untrained["content"] == pytest.approx(start["content"], rel=1e-4)
