@@ -27,6 +27,8 @@ invocation at a time. Usage:
         [--variants off,3e7,1e8,1e8:both,1e8:shift=0] [--keep]
     nice python benchmarks/stability.py --from-scratch --steps 762 --image-size 128 --learning-rate 2e-3 \\
         --output benchmarks/results/stability_scratch.json   # the CPU recipe, each variant from scratch
+    nice python benchmarks/stability.py --from-scratch --steps 1524 --learning-rate 2e-3 --seed 1 \
+        --runs-dir runs/stability_scratch_1524_seed1 --output benchmarks/results/stability_scratch_1524_seed1.json
 """
 
 from __future__ import annotations
@@ -154,6 +156,9 @@ def main() -> int:
                              "instead of fine-tuning the shipped weights")
     parser.add_argument("--learning-rate", type=float,
                         help="with --from-scratch: the run's learning rate (default: the model's own)")
+    parser.add_argument("--seed", type=int,
+                        help="the runs' seed (initialisation, crops, perturbations; default: the model's own); "
+                             "give each seed its own --runs-dir and --output")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -163,7 +168,8 @@ def main() -> int:
     if args.learning_rate is not None and not args.from_scratch:
         raise SystemExit("--learning-rate goes with --from-scratch (a fine-tune keeps the model's final rate)")
     recipe = base.replace(image_size=args.image_size, batch_size=args.batch_size, steps=args.steps,
-                          checkpoint_every=args.steps, preview_every=0, tensorboard=False, num_workers=1)
+                          checkpoint_every=args.steps, preview_every=0, tensorboard=False, num_workers=1,
+                          seed=base.seed if args.seed is None else args.seed)
     if args.from_scratch:
         recipe = recipe.replace(learning_rate=args.learning_rate or base.learning_rate)
     else:
@@ -172,8 +178,8 @@ def main() -> int:
         recipe = recipe.replace(learning_rate=base.learning_rate * base.min_lr_ratio, schedule="constant",
                                 warmup_steps=0)
     recipe_key = {"model": args.model, "sha256": info.metadata.get("sha256"), "steps": args.steps,
-                  "start": "scratch" if args.from_scratch else "shipped", "learning_rate": recipe.learning_rate,
-                  "schedule": recipe.schedule,
+                  "seed": recipe.seed, "start": "scratch" if args.from_scratch else "shipped",
+                  "learning_rate": recipe.learning_rate, "schedule": recipe.schedule,
                   "image_size": args.image_size, "batch_size": args.batch_size,
                   "stability_noise": recipe.stability_noise, "stability_shift": recipe.stability_shift,
                   "clip": {"photo": Path(args.photo).name, "size": [width, height], "frames": args.frames}}
@@ -181,7 +187,8 @@ def main() -> int:
     previous = json.loads(output.read_text()) if args.keep and output.is_file() else {}
     # Each variant records its own perturbation, so the default one may change without discarding earlier variants.
     per_variant = ("stability_noise", "stability_shift")
-    same_recipe = ({k: v for k, v in previous.get("recipe", {}).items() if k not in per_variant}
+    previous_recipe = {"seed": base.seed, **previous.get("recipe", {})}  # reports before seeds were recorded
+    same_recipe = ({k: v for k, v in previous_recipe.items() if k not in per_variant}
                    == {k: v for k, v in recipe_key.items() if k not in per_variant})
     results: dict = previous.get("variants", {}) if same_recipe else {}
     for entry in results.values():  # entries written before variants recorded it: the recipe's at the time

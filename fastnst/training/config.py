@@ -67,7 +67,7 @@ class TrainConfig:
         0.0, "weight of the stability loss (Gupta et al. 2017): the mean squared difference, in [0, 1] pixel units, "
         "between the output of a noisy (optionally shifted) copy of each crop and the same window of the crop's "
         "output; trains video that flickers less per frame, at one more transform-network pass per step (0 = off; "
-        "3e7 kept the style loss within 10 percent, docs/training.md)")
+        "6e7 for video models, docs/training.md)")
     stability_noise: float = option(
         0.01, "σ of the Gaussian pixel noise of the stability loss's perturbed copy (0.01 ≈ the frame-to-frame "
         "difference of 2/255 sensor noise)")
