@@ -370,9 +370,9 @@ def multistyle_section(models: dict) -> list[str]:
     return lines
 
 
-def artifact_flags(entry: dict) -> str:
-    """The artifact checks that flag an entry's trained model, e.g. "checkerboard, border", or "none"."""
-    found = entry["artifacts"]["trained"]
+def artifact_flags(found: dict) -> str:
+    """The artifact checks that flag one artifacts record (an entry's ``["artifacts"]["trained"]`` or another
+    variant), e.g. "checkerboard, border", or "none"."""
     return ", ".join(kind for kind in ("checkerboard", "border") if found[f"{kind}_flag"]) or "none"
 
 
@@ -396,7 +396,7 @@ def twin_table(models: dict) -> list[str]:
         for column, value in zip(columns, ratios, strict=True):
             column.append(value)
         per_unit = [e["trained"]["style"] / e["loss"]["style_weight"] for e in (twin, m)]
-        twin_flags, own_flags = artifact_flags(twin), artifact_flags(m)
+        twin_flags, own_flags = (artifact_flags(e["artifacts"]["trained"]) for e in (twin, m))
         flagged = [flagged[0] + (twin_flags != "none"), flagged[1] + (own_flags != "none")]
         lines.append(f"| {m['style']} | {per_unit[0]:.3g} → {per_unit[1]:.3g} | "
                      + " | ".join(fmt_ratio(value, 2) for value in ratios) + f" | {twin_flags} / {own_flags} |")
@@ -516,13 +516,12 @@ def markdown(report: dict) -> str:
     ]
     for name, m in models.items():
         for variant, a in m["artifacts"].items():
-            flags = [f for f, on in (("checkerboard", a["checkerboard_flag"]), ("border", a["border_flag"])) if on]
             label = f"`{name}`" + ("" if variant == "trained" else f" ({variant})")
             lines.append(f"| {label} | {a['checkerboard_2']:.3f} / {a['checkerboard_4']:.3f} "
                          f"({a['photo_checkerboard_2']:.3f} / {a['photo_checkerboard_4']:.3f}) | "
                          f"{a['grid_levels_4']:.1f} | "
                          f"{a['border_luma_shift']:+.3f} | {a['border_detail_ratio']:.2f} | "
-                         f"{', '.join(flags) or 'none'} |")
+                         f"{artifact_flags(a)} |")
     bins = [f"{lo}–{hi} px" if hi < 1 << 20 else f"≥ {lo} px" for lo, hi in EDGE_BINS]
     lines += [
         "",

@@ -195,7 +195,7 @@ def style_quality_section(name: str, styles: list[str], report: dict, n_held: in
                      f"{q['trained']['style'] / q['untrained']['style']:.3f} | "
                      + (f"[`{twin_name}`](../{twin_name}/README.md)" if (twin_name := q.get("single_style"))
                         and twin is not None else "–")
-                     + f" | {own} | {judge_style} | {judge_content} | {artifact_flags(q)} |")
+                     + f" | {own} | {judge_style} | {judge_content} | {artifact_flags(q['artifacts']['trained'])} |")
     recipe = next(iter(measured.values())).get("recipe")
     other = sorted({twin["recipe"] for q in measured.values() if (twin := report.get(q.get("single_style", "")))
                     and twin.get("recipe") != recipe})
@@ -338,7 +338,7 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
                      f"{fmt(tenth['content'])}, style {fmt(tenth['style'])}.")
         lines.append(held)
         a = q["artifacts"]["trained"]
-        flags = [f for f, on in (("checkerboard", a["checkerboard_flag"]), ("border", a["border_flag"])) if on]
+        flags = artifact_flags(a)
         lines += [
             "",
             "## Artifact checks",
@@ -349,11 +349,11 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
              f"photos': luma shift {a['border_luma_shift']:+.3f}, detail ratio {a['border_detail_ratio']:.2f}; "
              f"output minus photo luma {a['edge_profile'][0]:+.3f} at the edge (0–2 px) and "
              f"{a['edge_profile'][-1]:+.3f} in the interior (≥ 64 px). "
-             f"Flags: **{', '.join(flags) or 'none'}** (method and thresholds: "
+             f"Flags: **{flags}** (method and thresholds: "
              "[docs/quality.md](../../docs/quality.md#artifacts)"
              + ("; what was tried and what is left: [docs/recipes.md]"
                 "(../../docs/recipes.md#artifacts-what-was-measured-what-was-tried-what-ships)"
-                if flags else "") + ")."),
+                if flags != "none" else "") + ")."),
         ]
     else:
         lines.append("- Held-out losses: not measured yet (run `scripts/evaluate_models.py`).")

@@ -12,14 +12,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from fastnst.model.transformer import TransformerNet, TransformerSpec, bake
+from fastnst.model.transformer import TransformerNet, TransformerSpec, bake, extend
 from fastnst.perceptual.losses import ContentLoss, LossWeights, PerceptualLoss, StyleLoss, gram_matrix
 from fastnst.perceptual.vgg import VGGFeatures
 from fastnst.training.config import TrainConfig, config_from_dict
@@ -65,13 +65,13 @@ def untrained_network(config: TrainConfig, trained: TransformerNet | None = None
     if config.base:
         if trained is None:
             raise ValueError("a run grown from a base starts from the base: pass its trained network")
-        first_new = trained.spec.styles - len(config.paintings)
-        state = {key: value.detach().clone() for key, value in trained.state_dict().items()}
-        for key in trained.style_keys():
-            state[key][first_new:] = state[key][:first_new].mean(0, keepdim=True)
-        network = TransformerNet(trained.spec)
-        network.load_state_dict(state)
-        return network.eval()
+        base_styles = trained.spec.styles - len(config.paintings)
+        base = TransformerNet(replace(trained.spec, styles=base_styles))
+        state, style_keys = trained.state_dict(), trained.style_keys()
+        # The base's rows as its own file holds them (a single-style network's norms are plain vectors).
+        base.load_state_dict({key: (value[:base_styles] if base_styles > 1 else value[0]) if key in style_keys
+                              else value for key, value in state.items()})
+        return extend(base, len(config.paintings)).eval()
     torch.manual_seed(config.seed)
     spec = TransformerSpec(width=config.width, residual_blocks=config.residual_blocks, styles=len(config.paintings))
     return TransformerNet(spec).eval()
