@@ -27,7 +27,7 @@ invocation at a time. Usage:
         [--variants off,3e7,1e8,1e8:both,1e8:shift=0] [--keep]
     nice python benchmarks/stability.py --from-scratch --steps 762 --image-size 128 --learning-rate 2e-3 \\
         --output benchmarks/results/stability_scratch.json   # the CPU recipe, each variant from scratch
-    nice python benchmarks/stability.py --from-scratch --steps 1524 --learning-rate 2e-3 --seed 1 \
+    nice python benchmarks/stability.py --from-scratch --steps 1524 --learning-rate 2e-3 --seed 1 \\
         --runs-dir runs/stability_scratch_1524_seed1 --output benchmarks/results/stability_scratch_1524_seed1.json
 """
 
