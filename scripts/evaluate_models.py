@@ -41,6 +41,7 @@ from fastnst.model.files import load_model
 from fastnst.model.mixing import model_styles
 from fastnst.model.transformer import TransformerNet
 from fastnst.training.config import TrainConfig
+from fastnst.training.lineage import learned_by, lineage_of
 from fastnst.training.quality import (
     BORDER_BAND_FRACTION,
     BORDER_DETAIL_MAX,
@@ -107,27 +108,42 @@ class Measured:
     network: TransformerNet  # the plain network of this style
     whole: TransformerNet  # the model's network, every style
     metadata: dict
-    config: TrainConfig
+    run: dict  # the lineage record of the run that learned this style (its config, steps, losses, time)
+    config: TrainConfig  # that run's config
+    own: TrainConfig  # the same as a single-style run of this style's painting (its own style weight)
     painting: str  # the config's path of the painting it learned
     style: int  # its row in the model (0 for a single-style model)
     model: str  # the model folder's name
+    learned_with: tuple[int, ...]  # the rows its run learned (to rebuild that run's step 0)
 
 
 def measured_networks(model_dirs: list[Path]) -> list[Measured]:
-    """Every style that each model of ``model_dirs`` learned in its own run, a multi-style one once per style.
+    """Every style of each model of ``model_dirs``, a multi-style one once per style, each with its own run's recipe.
 
-    A model grown from a base (``--base``) holds the base's styles too, but its config is the last run's recipe
-    only: those rows are found by name and the base's own styles are left to the base's report."""
+    A model grown from a base (``--base``) holds rows learned by several runs (its ``lineage``). A style whose run
+    was itself grown from a base and is not the model's last run is skipped: that run's starting rows (the mean of
+    the rows it kept) may since have changed, so its step 0 cannot be rebuilt; measure the model that run wrote."""
     out = []
     for folder in model_dirs:
         network, info = load_model(folder)
-        config = config_of(info.metadata)
         rows = model_styles(info.metadata, folder.name)
-        for style, image in config.paintings:
-            name = folder.name if len(rows) == 1 else f"{folder.name}:{style}"
-            row = rows.index(style) if len(rows) > 1 else 0
-            out.append(Measured(name, style_network(network, row), network, info.metadata, config, image, row,
-                                folder.name))
+        runs = lineage_of(info.metadata)
+        owner = learned_by(runs)
+        for index, run in enumerate(runs):
+            config = config_of(run)
+            mine = [name for name, _ in config.paintings if owner.get(name) == index]
+            if mine and config.base and index != len(runs) - 1:
+                print(f"{folder.name}: {', '.join(mine)} skipped: learned by an earlier run from a base",
+                      flush=True)
+                continue
+            learned_with = tuple(rows.index(name) if len(rows) > 1 else 0 for name in mine)
+            for name, image in config.paintings:
+                if name not in mine:
+                    continue
+                row = rows.index(name) if len(rows) > 1 else 0
+                out.append(Measured(folder.name if len(rows) == 1 else f"{folder.name}:{name}",
+                                    style_network(network, row), network, info.metadata, run, config,
+                                    config.for_style(name), image, row, folder.name, learned_with))
     return out
 
 
@@ -192,9 +208,12 @@ def judge_outputs(outputs: list[torch.Tensor], photo_features: list[torch.Tensor
 
 
 def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg_weights: Path | None,
-             short_side: int, previous: dict | None = None, judge_weights: Path | None = None) -> dict:
+             short_side: int, previous: dict | None = None, judge_weights: Path | None = None,
+             keep_others: bool = False) -> dict:
     """Measure every model; entries of ``previous`` (an earlier report) whose weights and settings are unchanged
-    are kept as they are, so adding the tenth-steps models later costs only their own measurement."""
+    are kept as they are, so adding the tenth-steps models later costs only their own measurement. With
+    ``keep_others``, ``previous``'s entries of models not given stay too (say, twins whose folders are gone), and
+    a multi-style entry with no twin among the models given keeps the twin its earlier entry had."""
     units = measured_networks(model_dirs)
     configs = {unit.name: unit.config for unit in units}
     holdouts = {c.holdout_every for c in configs.values()}
@@ -224,8 +243,8 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
     twins = single_style_twins(units)
     for unit in units:
         t0 = time.perf_counter()
-        name, model, config, meta = unit.name, unit.network, unit.config, unit.metadata
-        old = reusable.get(name, {})
+        name, model, config, meta = unit.name, unit.network, unit.own, unit.metadata
+        old = dict(reusable.get(name, {}))  # a copy: the previous report still holds its twins
         painting = str(painting_of(unit.painting))
         tenth_path = tenth_dir / name if tenth_dir and name == unit.model else None
         tenth_meta = (load_model(tenth_path)[1].metadata if tenth_path is not None
@@ -251,9 +270,8 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
             continue
         meter = LossMeter(config, vgg, image=painting)
         entry: dict = {
-            "sha256": meta.get("sha256"), "recipe": recipe_of(meta["config"]), "steps": meta.get("steps"),
-            "hardware": meta.get("hardware"), "precision": meta.get("precision"),
-            "train_seconds": meta.get("train_seconds"), "final_losses": meta.get("final_losses"),
+            "sha256": meta.get("sha256"), "recipe": recipe_of(unit.run["config"]),
+            **{key: unit.run.get(key) for key in ("steps", "hardware", "precision", "train_seconds", "final_losses")},
             "loss": loss_definition(config),
         }
         outputs = stylize(model, photos)
@@ -262,7 +280,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
             artifacts = {"trained": artifact_dict(artifact_report(outputs, photos))}
         else:
             entry["trained"] = measure(outputs, features, meter)
-            untrained = style_network(untrained_network(config, unit.whole), unit.style)
+            untrained = style_network(untrained_network(unit.config, unit.whole, unit.learned_with), unit.style)
             entry["untrained"] = measure(stylize(untrained, photos), features, meter)
             entry["photo"] = measure(photos, features, meter)
             entry["other_photo"] = measure(unrelated, features, meter)
@@ -287,6 +305,8 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
               f"tenth {entry.get('tenth', {}).get('style', float('nan')):.4g}), content "
               f"{entry['trained']['content']:.4g}; checkerboard p4 {artifacts['trained']['checkerboard_4']:.3f}; "
               f"{entry['seconds']} s", flush=True)
+    if keep_others:
+        results = with_kept_entries(results, reusable)
     return {
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
@@ -301,6 +321,18 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
         "seconds": round(time.perf_counter() - started, 1),
         "models": results,
     }
+
+
+def with_kept_entries(results: dict[str, dict], previous: dict[str, dict]) -> dict[str, dict]:
+    """``results`` plus ``previous``'s entries it lacks (in ``previous``'s order, then the new ones); a new
+    multi-style entry without a twin takes its earlier entry's twin when that twin's entry is kept."""
+    merged = {name: results.get(name, entry) for name, entry in previous.items()}
+    merged |= {name: entry for name, entry in results.items() if name not in merged}
+    for name, entry in results.items():
+        twin = previous.get(name, {}).get("single_style")
+        if "model" in entry and "single_style" not in entry and twin in merged and twin not in results:
+            entry["single_style"] = twin
+    return merged
 
 
 def fmt(value: float | None) -> str:
@@ -442,7 +474,7 @@ def markdown(report: dict) -> str:
             f"| `{name}` | {m['recipe']}, {m['steps']} | {fmt(m['trained']['style'])} | {fmt(tenth.get('style'))} | "
             f"{fmt(m['untrained']['style'])} | {fmt(m['photo']['style'])} | "
             f"{m['trained']['style'] / m['untrained']['style']:.3f} | "
-            f"{(m['trained']['style'] / tenth['style']) if tenth else float('nan'):.2f} |")
+            f"{fmt_ratio(m['trained']['style'] / tenth['style'] if tenth else None, 2)} |")
     lines += [
         "",
         "## Content loss (lower = closer to the photo's relu2_2 features)",
@@ -572,6 +604,9 @@ def main() -> int:
                         help="print docs/benchmarks.md's multi-style vs single-style table from --json and stop")
     parser.add_argument("--update", action="store_true",
                         help="keep the entries of the existing --json whose models are unchanged")
+    parser.add_argument("--keep-others", action="store_true",
+                        help="with --update, also keep the --json's entries of models not given (e.g. twins whose "
+                             "folders are gone); a re-measured multi-style style keeps its earlier twin")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.twin_table:
@@ -584,7 +619,7 @@ def main() -> int:
         previous = json.loads(args.json.read_text()) if args.update and args.json.is_file() else None
         report = evaluate(dirs, args.tenth_dir, args.data_dir,
                           args.vgg_weights if args.vgg_weights.is_file() else None, args.short_side, previous,
-                          args.judge_weights if args.judge_weights.is_file() else None)
+                          args.judge_weights if args.judge_weights.is_file() else None, args.keep_others)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     args.markdown.parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from fastnst.model.files import load_styled_model
 from fastnst.model.mixing import style_entries
 from fastnst.runtime.pipeline import stylize_tensor
 from fastnst.training.data import find_photos, split_holdout
+from fastnst.training.lineage import lineage_of
 from fastnst.utils.atomic import atomic_write_text
 from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side, save_image, tensor_to_image
 
@@ -207,6 +208,28 @@ def style_quality_section(name: str, styles: list[str], report: dict, n_held: in
     return lines
 
 
+def first_run(meta: dict) -> dict:
+    """The run that trained a model's shared weights, with model.json's keys: model.json itself, or the first run
+    of its lineage when later runs (``fastnst train --base``) learned some norm rows."""
+    runs = lineage_of(meta)
+    return {**meta, **runs[0]} if len(runs) > 1 else meta
+
+
+def later_runs(meta: dict) -> list[str]:
+    """One training-table row per ``--base`` run after the first: which styles' rows it learned, at what weight."""
+    runs, rows = lineage_of(meta), []
+    for index, run in enumerate(runs[1:], start=1):
+        config, before = run["config"], {name for earlier in runs[:index] for name in earlier["styles"]}
+        weights = config.get("style_weights") or [config["style_weight"]] * len(run["styles"])
+        learned = ", ".join(f"`{name}` ({'relearned' if name in before else 'added'}, style weight {num(weight)})"
+                            for name, weight in zip(run["styles"], weights, strict=True))
+        rows.append(f"| then | `fastnst train --base`: {learned}; only their norm rows learn, every other weight and "
+                    f"row stays bit-equal; {run['steps']} steps × batch {config['batch_size']} random "
+                    f"{config['image_size']}² crops, Adam, learning rate {config['learning_rate']:g}, "
+                    f"{run.get('train_seconds', 0):.0f} s on {run.get('hardware', '?')} |")
+    return rows
+
+
 def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos: tuple[int, int, str],
          quality: dict | None, report: dict | None = None) -> str:
     """The Markdown model card (one style, or a multi-style model's styles and mixes). ``quality``: the model's
@@ -214,9 +237,11 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
     name = folder.name
     styles = [style for style, _ in paintings]
     multi = len(styles) > 1
-    config = meta["config"]
+    run = first_run(meta)
+    config = run["config"]
     recipe = recipe_of(config)
-    losses = meta.get("final_losses") or {}
+    losses = run.get("final_losses") or {}
+    run_styles = len(lineage_of(meta)[0]["styles"])
     weights = folder / "model.safetensors"
     onnx = folder / "model.onnx"
     n_train, n_held, packages = photos
@@ -285,10 +310,10 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
         (f"| recipe | `{recipe}` (`scripts/train_zoo.py --recipe {recipe}`: {recipe_flags}; see "
          "[docs/recipes.md](../../docs/recipes.md)) |" if recipe in RECIPES else
          "| recipe | not one of `scripts/train_zoo.py`'s recipes (the settings below) |"),
-        (f"| steps | {meta['steps']} × batch {config['batch_size']} random {config['image_size']}² crops "
-        f"({meta['steps'] * config['batch_size']:,} crops"
-         + (f"; each style draws an equal share, {meta['steps'] * config['batch_size'] // len(styles):,} crops, "
-            f"as many as {meta['steps'] // len(styles)} single-style steps" if multi else "") + ") |"),
+        (f"| steps | {run['steps']} × batch {config['batch_size']} random {config['image_size']}² crops "
+        f"({run['steps'] * config['batch_size']:,} crops"
+         + (f"; each style draws an equal share, {run['steps'] * config['batch_size'] // run_styles:,} crops, "
+            f"as many as {run['steps'] // run_styles} single-style steps" if multi else "") + ") |"),
         (f"| optimiser | Adam, learning rate {config['learning_rate']:g}, {config['schedule']} schedule"
          + ("" if config["schedule"] == "constant" else
             f" to {config['learning_rate'] * config['min_lr_ratio']:g}")
@@ -297,10 +322,10 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
         f"| content loss | {config['content_layer']}, weight {num(config['content_weight'])} |",
         f"| style loss | {layers}; weight {num(config['style_weight'])}; Gram matrices / (C·H·W) |",
         f"| TV loss weight | {num(config['tv_weight'])} |",
-        (f"| precision | {meta.get('precision', '?')}"
-         + (" |" if meta.get("precision") == "float32" else " autocast (losses in fp32) |")),
-        f"| hardware | {meta.get('hardware', '?')}, torch {meta.get('torch', '?')} |",
-        (f"| time | {meta.get('train_seconds', 0):.0f} s in training steps (start-up, data loading and saving not "
+        (f"| precision | {run.get('precision', '?')}"
+         + (" |" if run.get("precision") == "float32" else " autocast (losses in fp32) |")),
+        f"| hardware | {run.get('hardware', '?')}, torch {meta.get('torch', '?')} |",
+        (f"| time | {run.get('train_seconds', 0):.0f} s in training steps (start-up, data loading and saving not "
         "included) |"),
     ]
     config_file = next((f"{kind}/{name}.toml" for kind in ("styles", "multistyle")
@@ -310,7 +335,8 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
                      "`configs/defaults.toml`), plus the recipe's flags |")
     else:
         lines.append("| config | the full config is in `model.json` |")
-    if "gpu" in recipe and "NVIDIA" in str(meta.get("hardware")):
+    lines += later_runs(meta)
+    if "gpu" in recipe and "NVIDIA" in str(run.get("hardware")):
         lines.append("| GPU inputs | photos and style image downscaled to 512 px on the longer side and VGG16 "
                      "weights cast to fp16 before upload (`benchmarks/prepare_device_payload.py`) |")
     lines += [
@@ -319,7 +345,7 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
         "",
         "Weighted as in the training log (content_weight·MSE, style_weight·Σ Gram MSE).",
         "",
-        (f"- Final training batch (step {meta['steps']}): total {fmt(losses.get('total'))}, content "
+        (f"- Final training batch (step {run['steps']}): total {fmt(losses.get('total'))}, content "
         f"{fmt(losses.get('content'))}, style {fmt(losses.get('style'))}."),
     ]
     if multi:
@@ -385,10 +411,14 @@ def recipe_table(folders: list[Path]) -> str:
             "|---|---|---|---|---|---|"]
     for folder in folders:
         meta = json.loads((folder / "model.json").read_text())
-        config = meta["config"]
+        run = first_run(meta)
+        config = run["config"]
+        later = "".join(f" + {r['steps']} × {r['config']['batch_size']} × {r['config']['image_size']}² (`--base`)"
+                        for r in lineage_of(meta)[1:])
+        seconds = sum(r.get("train_seconds", 0) for r in lineage_of(meta)) if later else run.get("train_seconds", 0)
         rows.append(f"| [`{folder.name}`](../models/{folder.name}/README.md) | `{recipe_of(config)}` | "
-                    f"{meta['steps']} × {config['batch_size']} × {config['image_size']}² | {meta.get('precision')} | "
-                    f"{meta.get('hardware')} | {meta.get('train_seconds', 0):.0f} s |")
+                    f"{run['steps']} × {config['batch_size']} × {config['image_size']}²{later} | "
+                    f"{run.get('precision')} | {run.get('hardware')} | {seconds:.0f} s |")
     return "\n".join(rows)
 
 

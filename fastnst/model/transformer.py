@@ -228,6 +228,23 @@ def extend(network: TransformerNet, new_styles: int = 1) -> TransformerNet:
     return grown.to(device=parameter.device, dtype=parameter.dtype)
 
 
+def restart_rows(network: TransformerNet, rows: Sequence[int]) -> TransformerNet:
+    """A copy of ``network`` whose style ``rows`` hold the mean of its other rows: where styles that are learned
+    again start, so the start depends only on the rows that stay."""
+    others = [row for row in range(network.spec.styles) if row not in set(rows)]
+    if not rows or not others:
+        raise ValueError(f"restarting rows {list(rows)} of {network.spec.styles} needs at least one row kept")
+    restarted = TransformerNet(network.spec)
+    state, style_keys = network.state_dict(), network.style_keys()
+    for key in style_keys:
+        value = state[key].clone()
+        value[list(rows)] = value[others].mean(0, keepdim=True)
+        state[key] = value
+    restarted.load_state_dict(state)
+    parameter = next(network.parameters())
+    return restarted.to(device=parameter.device, dtype=parameter.dtype)
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

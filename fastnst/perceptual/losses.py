@@ -235,11 +235,18 @@ class StyleLoss(nn.Module):
 class PerceptualLoss(nn.Module):
     """Weighted sum of content, style and TV losses; returns the total and each weighted part for logging."""
 
-    def __init__(self, content: ContentLoss, style: StyleLoss, weights: LossWeights) -> None:
+    def __init__(self, content: ContentLoss, style: StyleLoss, weights: LossWeights,
+                 style_weights: Sequence[float] | None = None) -> None:
+        """``style_weights``: each style's own weight for a multi-style loss (default ``weights.style`` for all),
+        since paintings whose Grams differ in scale need different weights in one network."""
         super().__init__()
         self.content = content
         self.style = style
         self.weights = weights
+        per_style = [weights.style] * style.styles if style_weights is None else list(style_weights)
+        if len(per_style) != style.styles:
+            raise ValueError(f"{len(per_style)} style weights for {style.styles} styles")
+        self.register_buffer("style_weights", torch.tensor(per_style, dtype=torch.float32), persistent=False)
 
     def forward(
         self,
@@ -251,7 +258,8 @@ class PerceptualLoss(nn.Module):
         """``style_index`` ([N] ints) picks each sample's style for a multi-style loss; the parts then include
         ``style_per_sample`` ([N], weighted) so a trainer can log the loss of each style."""
         if style_index is not None:
-            per_sample = self.weights.style * self.style.per_sample(output_features, style_index)
+            weights = self.style_weights.index_select(0, style_index.to(self.style_weights.device))
+            per_sample = weights * self.style.per_sample(output_features, style_index)
             style = per_sample.mean()
         else:
             style = self.weights.style * self.style(output_features)

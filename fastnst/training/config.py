@@ -40,6 +40,9 @@ class TrainConfig:
         (), "names of style_images' styles, same order (default: their stems; --style-name repeated)")
     base: str = option("", "model (name, folder or .safetensors) to add the style image(s) to: only the new styles' "
                        "norm scales and shifts are learned, width and residual_blocks are the base's")
+    relearn: bool = option(
+        False, "with base: a style name the base already holds is learned again in its own row, from the mean of "
+        "the rows this run keeps (every other row stays bit-equal); without it such a name is refused")
     style_size: int = option(0, "resize the style image so its longer side is this many px (0 = keep)")
     data_dir: str = option(
         "", "folder of training photos, searched recursively (COCO-style train2014/ works)", path=True
@@ -62,6 +65,9 @@ class TrainConfig:
     style_layer_weights: tuple[float, ...] = option((1.0, 1.0, 1.0, 1.0), "weight of each style layer, same order")
     content_weight: float = option(1e5, "weight of the content loss")
     style_weight: float = option(1e10, "weight of the style loss (Gram matrices normalised by C·H·W)")
+    style_weights: tuple[float, ...] = option(
+        (), "each painting's own style weight, same order as the paintings (default: style_weight for every one); "
+        "for a multi-style network whose styles need different weights")
     tv_weight: float = option(0.0, "weight of the total-variation loss")
     stability_weight: float = option(
         0.0, "weight of the stability loss (Gupta et al. 2017): the mean squared difference, in [0, 1] pixel units, "
@@ -153,6 +159,13 @@ class TrainConfig:
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             out.append(f"style names must differ; {', '.join(duplicates)} is given more than once (set style_names)")
+        if self.style_weights and len(self.style_weights) != len(self.style_images or (self.style_image,)):
+            out.append(f"style_weights has {len(self.style_weights)} entries but there are "
+                       f"{len(self.style_images or (self.style_image,))} paintings")
+        if any(not (math.isfinite(w) and w >= 0) for w in self.style_weights):
+            out.append(f"style_weights must be finite numbers ≥ 0, got {list(self.style_weights)}")
+        if self.relearn and not self.base:
+            out.append("relearn needs a base model whose styles are learned again")
         if any(not name or "+" in name for name in self.style_names):
             out.append("style_names must be non-empty and hold no '+' (it joins the names of a multi-style model)")
         return out
@@ -164,6 +177,18 @@ class TrainConfig:
             return ((self.style_name, self.style_image),)
         names = self.style_names or tuple(Path(image).stem for image in self.style_images)
         return tuple(zip(names, self.style_images, strict=True))
+
+    @property
+    def painting_weights(self) -> tuple[float, ...]:
+        """The style weight of each painting of :attr:`paintings`, in the same order."""
+        return self.style_weights or (self.style_weight,) * len(self.paintings)
+
+    def for_style(self, name: str) -> TrainConfig:
+        """This config as a single-style run of the painting ``name``, with its own style weight: what defines
+        that style's loss numbers."""
+        index = [painting for painting, _ in self.paintings].index(name)
+        return self.replace(style_image=self.paintings[index][1], style_name=name, style_images=(), style_names=(),
+                            style_weight=self.painting_weights[index], style_weights=())
 
     @property
     def resolved_output_dir(self) -> Path:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from fastnst.model.transformer import TransformerNet, TransformerSpec, bake, extend
+from fastnst.model.transformer import TransformerNet, TransformerSpec, bake, restart_rows
 from fastnst.perceptual.losses import ContentLoss, LossWeights, PerceptualLoss, StyleLoss, gram_matrix
 from fastnst.perceptual.vgg import VGGFeatures
 from fastnst.training.config import TrainConfig, config_from_dict
@@ -56,22 +56,21 @@ def load_eval_image(path: str | os.PathLike[str], short_side: int = EVAL_SHORT_S
     return image_to_tensor(image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0))
 
 
-def untrained_network(config: TrainConfig, trained: TransformerNet | None = None) -> TransformerNet:
+def untrained_network(config: TrainConfig, trained: TransformerNet | None = None,
+                      rows: Sequence[int] | None = None) -> TransformerNet:
     """The network exactly as the trainer initialises it (same seed, same spec): the run at step 0.
 
-    A run grown from a base (``config.base``) starts from the base with each new style's norm rows at the mean of
-    the base's rows (:func:`~fastnst.model.transformer.extend`); only those rows learn, so the step-0 network is
-    rebuilt from the ``trained`` one, which must be passed, without needing the base's file."""
+    A run grown from a base (``config.base``) starts from the base with the norm rows it learns (``rows``; by
+    default the last ones, the styles it added) at the mean of the rows it keeps
+    (:func:`~fastnst.model.transformer.restart_rows`); only those rows learn, so the step-0 network is rebuilt from
+    the ``trained`` one, which must be passed, without needing the base's file. That holds while the kept rows are
+    as the run left them: for the last run of a model's lineage."""
     if config.base:
         if trained is None:
             raise ValueError("a run grown from a base starts from the base: pass its trained network")
-        base_styles = trained.spec.styles - len(config.paintings)
-        base = TransformerNet(replace(trained.spec, styles=base_styles))
-        state, style_keys = trained.state_dict(), trained.style_keys()
-        # The base's rows as its own file holds them (a single-style network's norms are plain vectors).
-        base.load_state_dict({key: (value[:base_styles] if base_styles > 1 else value[0]) if key in style_keys
-                              else value for key, value in state.items()})
-        return extend(base, len(config.paintings)).eval()
+        if rows is None:
+            rows = range(trained.spec.styles - len(config.paintings), trained.spec.styles)
+        return restart_rows(trained, list(rows)).eval()
     torch.manual_seed(config.seed)
     spec = TransformerSpec(width=config.width, residual_blocks=config.residual_blocks, styles=len(config.paintings))
     return TransformerNet(spec).eval()
@@ -132,8 +131,9 @@ class LossMeter:
 
 
 def style_meters(config: TrainConfig, vgg: VGGFeatures) -> dict[str, LossMeter]:
-    """One meter per painting of ``config`` (name → meter, in the network's style order)."""
-    return {name: LossMeter(config, vgg, image=image) for name, image in config.paintings}
+    """One meter per painting of ``config`` (name → meter, in the network's style order), each weighted by its
+    painting's own style weight."""
+    return {name: LossMeter(config.for_style(name), vgg, image=image) for name, image in config.paintings}
 
 
 def style_network(network: TransformerNet, style: int) -> TransformerNet:

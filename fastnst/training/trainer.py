@@ -2,8 +2,9 @@
 
 Several paintings train one network with conditional instance norm (Dumoulin et al. 2017): each sample of a step
 draws a style (balanced over the batch, seeded from the step) and is measured against its own painting's Grams.
-With a ``base`` model, only the new styles' norm rows learn; every other weight, and the base styles' rows, stay
-bit-equal.
+With a ``base`` model, only the new styles' norm rows learn (and, with ``relearn``, the rows of the base's styles
+the run names again); every other weight and row stays bit-equal. Such a model's metadata keeps a ``lineage``: the
+config of every run that learned some of its rows (:mod:`fastnst.training.lineage`).
 
 A run is a pure function of its config: model init, data order and crops are seeded, and checkpoints carry the
 model, optimizer, grad scaler, RNG states and step (the data position is derived from the step), so a run killed
@@ -28,12 +29,13 @@ from torch import nn
 
 from fastnst.model.files import load_model, save_model
 from fastnst.model.mixing import style_entries
-from fastnst.model.transformer import TransformerNet, TransformerSpec, extend
+from fastnst.model.transformer import TransformerNet, TransformerSpec, extend, restart_rows
 from fastnst.perceptual.losses import ContentLoss, LossWeights, PerceptualLoss, StyleLoss
 from fastnst.perceptual.vgg import VGGFeatures
 from fastnst.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from fastnst.training.config import TrainConfig, config_from_dict, config_to_toml
 from fastnst.training.data import CropSpec, PhotoCrops, StepBatches, draw_styles, make_loader
+from fastnst.training.lineage import lineage_of, run_record
 from fastnst.training.stability import StabilitySpec, stability_loss, step_generator
 from fastnst.utils.atomic import atomic_write_text
 from fastnst.utils.device import autocast_dtype, resolve_device
@@ -49,8 +51,8 @@ PREVIEW_MAX_SIDE = 256
 RESUME_MUST_MATCH = ("style_image", "style_size", "data_dir", "holdout_every", "width", "residual_blocks", "vgg",
                      "content_layer", "style_layers", "style_layer_weights", "content_weight", "style_weight",
                      "tv_weight", "image_size", "batch_size", "learning_rate", "schedule", "warmup_steps",
-                     "min_lr_ratio", "seed", "style_images", "style_names", "base", "stability_weight",
-                     "stability_noise", "stability_shift", "crop_max_scale", "hflip")
+                     "min_lr_ratio", "seed", "style_images", "style_names", "base", "relearn", "style_weights",
+                     "stability_weight", "stability_noise", "stability_shift", "crop_max_scale", "hflip")
 
 
 @dataclass
@@ -129,8 +131,9 @@ class StyleSetup:
 
     model: TransformerNet
     styles: list[dict[str, str]]  # every style of the network, in row order: {"name", "image"}
-    learned: list[int]  # the style rows this run samples and learns (all of them, or a base's new ones)
-    frozen_rows: int  # leading norm rows that must not change (the base's styles); 0 without a base
+    learned: list[int]  # the style rows this run samples and learns, in the config's painting order
+    frozen: list[int]  # norm rows that must not change (the base's styles this run keeps); none without a base
+    lineage: list[dict[str, Any]] = field(default_factory=list)  # the base's runs (lineage records), oldest first
 
 
 def build_network(config: TrainConfig) -> StyleSetup:
@@ -139,7 +142,7 @@ def build_network(config: TrainConfig) -> StyleSetup:
     torch.manual_seed(config.seed)
     if not config.base:
         spec = TransformerSpec(width=config.width, residual_blocks=config.residual_blocks, styles=len(new_styles))
-        return StyleSetup(TransformerNet(spec), new_styles, list(range(len(new_styles))), 0)
+        return StyleSetup(TransformerNet(spec), new_styles, list(range(len(new_styles))), [])
     try:
         base, info = load_model(config.base)
     except FastNSTError as exc:
@@ -148,14 +151,25 @@ def build_network(config: TrainConfig) -> StyleSetup:
     if len(old) != base.spec.styles:
         raise ConfigError(f"base model {config.base} lists {len(old)} styles in its metadata but its network holds "
                           f"{base.spec.styles}", setting="base")
-    taken = sorted({style["name"] for style in old} & {style["name"] for style in new_styles})
-    if taken:
+    old_names = [style["name"] for style in old]
+    taken = [style["name"] for style in new_styles if style["name"] in old_names]
+    if taken and not config.relearn:
         raise ConfigError(f"base model {config.base} already holds a style named {', '.join(taken)}; "
-                          f"its styles: {', '.join(s['name'] for s in old)} (choose another --style-name)",
-                          setting="style_name")
-    model = extend(base.float(), len(new_styles))
-    first_new = len(old)
-    return StyleSetup(model, old + new_styles, list(range(first_new, first_new + len(new_styles))), first_new)
+                          f"its styles: {', '.join(old_names)} (choose another --style-name, or pass --relearn to "
+                          "learn it again)", setting="style_name")
+    kept = [row for row, name in enumerate(old_names) if name not in taken]
+    if not kept:
+        raise ConfigError(f"relearning every style of {config.base} leaves no row to start from: train a new "
+                          "network instead", setting="relearn")
+    added = [style for style in new_styles if style["name"] not in taken]
+    new_by_name = {style["name"]: style for style in new_styles}
+    styles = [new_by_name.get(style["name"], style) for style in old] + added
+    names = [style["name"] for style in styles]
+    learned = [names.index(style["name"]) for style in new_styles]
+    model = extend(base.float(), len(added))
+    if taken:  # every learned row starts from the rows kept, not from the styles it replaces
+        model = restart_rows(model, learned)
+    return StyleSetup(model, styles, learned, kept, lineage_of(info.metadata))
 
 
 class TrainingStopped(Exception):
@@ -195,9 +209,10 @@ class Trainer:
             config = self.config = config.replace(width=setup.model.spec.width,
                                                   residual_blocks=setup.model.spec.residual_blocks)
         self.spec = setup.model.spec
-        self.styles, self.learned, self.frozen_rows = setup.styles, setup.learned, setup.frozen_rows
+        self.styles, self.learned, self.lineage = setup.styles, setup.learned, setup.lineage
+        self.frozen = torch.tensor(setup.frozen, dtype=torch.long, device=self.device)
         self.model = setup.model.to(self.device, memory_format=self.memory_format)
-        self.norm_rows: list[nn.Parameter] = []  # conditional norm tensors whose leading rows stay frozen
+        self.norm_rows: list[nn.Parameter] = []  # conditional norm tensors whose kept rows stay frozen
         if config.base:
             for name, parameter in self.model.named_parameters():
                 learned = name in self.model.style_keys()
@@ -224,7 +239,8 @@ class Trainer:
             ContentLoss(config.content_layer),
             StyleLoss(style_features[0] if self.spec.styles == 1 else style_features,
                       dict(zip(config.style_layers, config.style_layer_weights, strict=False))),
-            LossWeights(config.content_weight, config.style_weight, config.tv_weight),
+            LossWeights(config.content_weight, config.painting_weights[0], config.tv_weight),
+            config.painting_weights if self.spec.styles > 1 else None,
         ).to(self.device)
 
         self.step = 0
@@ -320,6 +336,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "spec": self.spec.to_dict(),
             **({"styles": self.styles} if self.spec.styles > 1 else {}),
+            **({"lineage": self.lineage} if self.config.base else {}),
             "elapsed_seconds": self.elapsed,
             "skipped_files": sorted(self.skipped),
             "recent_losses": self.recent,
@@ -364,7 +381,7 @@ class Trainer:
         self.scaler.scale(total).backward()
         for parameter in self.norm_rows:  # Adam without weight decay: zero gradients leave the rows bit-equal
             if parameter.grad is not None:
-                parameter.grad[: self.frozen_rows].zero_()
+                parameter.grad.index_fill_(0, self.frozen, 0.0)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         out = {"total": total.detach(), **{k: v.detach() for k, v in parts.items()}}
@@ -498,16 +515,17 @@ class Trainer:
     def _metadata(self) -> dict[str, Any]:
         return model_metadata(self.config, steps=self.step, losses=self.recent, seconds=self.elapsed,
                               run_info=self._run_info(), skipped_files=len(self.skipped),
-                              styles=self.styles if self.spec.styles > 1 else None)
+                              styles=self.styles if self.spec.styles > 1 else None,
+                              lineage=self.lineage if self.config.base else None)
 
 
 def model_metadata(config: TrainConfig, *, steps: int, losses: dict[str, float], seconds: float,
                    run_info: dict[str, str], skipped_files: int, styles: list[dict[str, str]] | None = None,
-                   **extra: Any) -> dict[str, Any]:
+                   lineage: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
     """What ``model.json`` records about the run that made a model (read back by model cards and the server).
 
     A multi-style model lists its ``styles`` ({"name", "image"} in row order) and is named by their names joined
-    with "+"."""
+    with "+". A run from a base passes the base's ``lineage``; this run's record is appended to it."""
     if styles:
         described: dict[str, Any] = {"style_name": "+".join(style["name"] for style in styles), "styles": styles}
     else:
@@ -521,6 +539,9 @@ def model_metadata(config: TrainConfig, *, steps: int, losses: dict[str, float],
         **run_info,
         "skipped_files": skipped_files,
         "config": config.to_dict(),
+        **({"lineage": [*lineage, run_record(config, steps=steps, losses=losses, seconds=seconds,
+                                                run_info=run_info)]}
+           if lineage is not None else {}),
     }
 
 
@@ -542,6 +563,6 @@ def export_checkpoint(checkpoint_path: str | os.PathLike[str], folder: str | os.
     model.load_state_dict(payload["model"])
     return save_model(model, folder, model_metadata(
         config, steps=int(payload["step"]), planned_steps=config.steps, losses=payload.get("recent_losses", {}),
-        styles=payload.get("styles"),
+        styles=payload.get("styles"), lineage=payload.get("lineage"),
         seconds=float(payload.get("elapsed_seconds", 0.0)), run_info=payload.get("run_info", {}),
         skipped_files=len(payload.get("skipped_files", []))))

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from fastnst.bench.machine import cpu_model
 from fastnst.model.files import load_model, save_model, tensors_sha256
 from fastnst.model.transformer import TransformerNet, TransformerSpec, bake, extend
+from fastnst.perceptual.losses import ContentLoss, LossWeights, PerceptualLoss, StyleLoss
 from fastnst.training.config import load_config
 from fastnst.training.data import draw_styles
 from fastnst.training.trainer import Trainer, TrainingStopped
@@ -102,6 +103,32 @@ def test_config_lists_of_paintings(tmp_path: Path) -> None:
         load_config(None, {"style_image": "s.jpg", "style_images": ["a.jpg", "b.jpg"], "data_dir": "d"})
     with pytest.raises(ConfigError, match="more than once"):
         load_config(None, {"style_images": ["a/s.jpg", "b/s.jpg"], "data_dir": "d"})
+
+
+def test_each_painting_can_have_its_own_style_weight() -> None:
+    config = load_config(None, {"style_images": ["a/s.jpg", "b/w.jpg"], "style_weights": [3e9, 5e9], "data_dir": "d",
+                                "style_weight": 7e9})
+    assert config.painting_weights == (3e9, 5e9)
+    assert load_config(None, {"style_images": ["s.jpg", "w.jpg"], "data_dir": "d"}).painting_weights == (1e10, 1e10)
+    one = config.for_style("w")  # the style's loss is defined as a single-style run of its painting would define it
+    assert (one.style_image, one.style_name, one.style_weight, one.style_images, one.style_weights) == (
+        "b/w.jpg", "w", 5e9, (), ())
+    with pytest.raises(ConfigError, match="style_weights has 1 entries but there are 2 paintings"):
+        load_config(None, {"style_images": ["s.jpg", "w.jpg"], "style_weights": [1e9], "data_dir": "d"})
+    with pytest.raises(ConfigError, match="relearn needs a base"):
+        load_config(None, {"style_image": "s.jpg", "relearn": True, "data_dir": "d"})
+
+    # In the loss, each sample's style term is weighted by its own style's weight.
+    features = [{"relu1_2": torch.rand(1, 4, 6, 6)} for _ in range(2)]
+    output = {"relu1_2": torch.rand(3, 4, 6, 6)}
+    style = StyleLoss(features, {"relu1_2": 1.0})
+    index = torch.tensor([1, 0, 1])
+    loss = PerceptualLoss(ContentLoss("relu1_2"), style, LossWeights(1.0, 7.0, 0.0), [2.0, 3.0])
+    _, parts = loss(torch.rand(3, 3, 8, 8), output, output, index)
+    expected = torch.tensor([3.0, 2.0, 3.0]) * style.per_sample(output, index)
+    assert torch.allclose(parts["style_per_sample"], expected) and torch.allclose(parts["style"], expected.mean())
+    with pytest.raises(ValueError, match="1 style weights for 2 styles"):
+        PerceptualLoss(ContentLoss("relu1_2"), style, LossWeights(1.0, 7.0, 0.0), [2.0])
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -198,8 +225,46 @@ def test_add_a_style_to_a_single_style_model(shared_data: Path, tiny_model: Path
 
 def test_add_a_style_refuses_a_name_the_base_holds(shared_data: Path, tiny_model: Path, tmp_path: Path) -> None:
     values = tiny_train_overrides(shared_data, tmp_path / "run", steps=2, style_name="tiny", base=str(tiny_model))
-    with pytest.raises(ConfigError, match="already holds a style named tiny"):
+    with pytest.raises(ConfigError, match="already holds a style named tiny.*--relearn"):
         Trainer(load_config(None, values))
+    # Relearning needs a row to start from: a single-style base has none besides the one relearned.
+    with pytest.raises(ConfigError, match="leaves no row to start from"):
+        Trainer(load_config(None, {**values, "relearn": True}))
+
+
+def test_relearn_a_style_restarts_its_row_and_keeps_every_other_bit_equal(two_style_model: Path, shared_data: Path,
+                                                                         tmp_path: Path) -> None:
+    base, base_info = load_model(two_style_model)
+    names = [style["name"] for style in base_info.metadata["styles"]]
+    lion = str(shared_data / "styles" / STYLES[2])
+    values = tiny_train_overrides(shared_data, tmp_path / "relearned", steps=4, base=str(two_style_model),
+                                  relearn=True, style_images=(lion, str(shared_data / "styles" / STYLES[0])),
+                                  style_image="", style_names=(names[0], "extra"), style_weights=(3e9, 1e9))
+    trainer = Trainer(load_config(None, values))
+    start = {key: value.clone() for key, value in trainer.model.state_dict().items()}
+    assert trainer.learned == [0, 2]  # the relearned row keeps its place; the new style is appended
+    for key in base.style_keys():  # both learned rows start from the mean of the rows kept: row 1 alone
+        assert torch.equal(start[key][0], base.state_dict()[key][1]) and torch.equal(start[key][2], start[key][0])
+    assert trainer.loss.style_weights.tolist() == [3e9, 1e9]  # each painting's own weight, by slot
+    relearned, info = load_model(trainer.run().model_path)
+    assert info.metadata["styles"] == [{"name": names[0], "image": STYLES[2]}, base_info.metadata["styles"][1],
+                                       {"name": "extra", "image": STYLES[0]}]
+    new = relearned.state_dict()
+    for key, value in base.state_dict().items():
+        if key in base.style_keys():
+            assert torch.equal(new[key][1], value[1]), key  # the row kept, bit for bit
+            assert not torch.equal(new[key][0], start[key][0]), key  # the relearned row learned
+        else:
+            assert torch.equal(new[key], value), key  # every shared weight
+    image = torch.rand(1, 3, 40, 36)
+    with torch.no_grad():
+        assert torch.equal(bake(relearned, pick(3, 1))(image), bake(base, pick(2, 1))(image))
+    # The lineage: the base's run (both styles, its config) and this one (the styles it learned, its config).
+    first, last = info.metadata["lineage"]
+    assert first["styles"] == names and first["config"] == base_info.metadata["config"]
+    assert first["steps"] == base_info.metadata["steps"]
+    assert last["styles"] == [names[0], "extra"] and last["config"]["style_weights"] == [3e9, 1e9]
+    assert last["config"] == info.metadata["config"] and last["steps"] == 4
 
 
 # --------------------------------------------------------------------------------------------- command line

@@ -13,8 +13,9 @@ from conftest import REPO, SHARED_DATA, requires_shared
 from multistyle_zoo import PAINTINGS, SINGLE_PAINTING, write_credited_models
 
 from fastnst.model.files import load_model, save_model
-from fastnst.model.transformer import bake, extend
+from fastnst.model.transformer import bake, extend, restart_rows
 from fastnst.training.config import config_from_dict
+from fastnst.training.lineage import lineage_of, run_record
 
 sys.path.insert(0, str(REPO / "scripts"))
 import evaluate_models
@@ -74,6 +75,13 @@ def test_each_style_is_measured_like_the_single_style_model_it_equals(tmp_path: 
     assert "tenth-of-steps runs of cafe, night_single" in page  # styles of a multi-style model have no tenth run
     assert report["torch"] == torch.__version__
 
+    # Re-measuring the multi-style model alone (its twin's folder gone): the other entries and its twin are kept.
+    earlier = json.loads(json.dumps(report))
+    again = evaluate_models.evaluate([duo], None, SHARED_DATA / "photos", SHARED_DATA / "vgg" / "vgg16_features.pth",
+                                     64, previous=earlier, keep_others=True)["models"]
+    assert list(again) == list(models) and again["cafe"] == earlier["models"]["cafe"]
+    assert again["duo:night"]["single_style"] == "night_single" and "single_style" not in again["duo:wave"]
+
 
 def test_a_model_grown_from_a_base_is_measured_on_the_rows_its_run_learned(tmp_path: Path) -> None:
     """A ``--base`` run's config names only its new styles: each is found by name among the model's rows (not taken
@@ -110,3 +118,45 @@ def test_a_model_grown_from_a_base_is_measured_on_the_rows_its_run_learned(tmp_p
     assert untrained["style"] == pytest.approx(start["style"], rel=1e-4)
     assert untrained["content"] == pytest.approx(start["content"], rel=1e-4)
     assert untrained["style"] != pytest.approx(models["grown:late"]["trained"]["style"], rel=1e-2)
+
+
+def test_every_style_of_a_relearned_model_is_measured_with_its_own_runs_recipe(tmp_path: Path) -> None:
+    """A model whose ``lineage`` says a later run (``--relearn``, its own painting and style weight) learned one row
+    again: that row is measured with that run's recipe and step 0 (its rows restarted from the mean of the rows
+    kept), the rows the first run left with the first run's."""
+    duo, _ = write_credited_models(tmp_path, SHARED_DATA)
+    network, info = load_model(duo)
+    relearned = restart_rows(network, [1])
+    draws = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for key in relearned.style_keys():
+            relearned.state_dict()[key][1].normal_(1.0 if key.endswith("weight") else 0.0, 2.0, generator=draws)
+    painting = str(SHARED_DATA / "styles" / SINGLE_PAINTING)
+    first = config_from_dict(info.metadata["config"], "test")
+    second = first.replace(style_images=(), style_names=(), style_image=painting, style_name="wave", base=str(duo),
+                           relearn=True, style_weight=first.style_weight / 4)
+    styles = [info.metadata["styles"][0], {"name": "wave", "image": SINGLE_PAINTING}]
+    run = {"hardware": "cpu × 1", "precision": "float32"}
+    lineage = [*lineage_of(info.metadata), run_record(second, steps=5, losses={}, seconds=2.0, run_info=run)]
+    save_model(relearned, tmp_path / "relearned", {**info.metadata, "styles": styles, "config": second.to_dict(),
+                                                   "lineage": lineage, "steps": 5})
+    # The relearned row as a single-style model of its run, and that run's step 0 (the night row, the only one kept).
+    alone = second.replace(base="", relearn=False)
+    save_model(bake(relearned, [0, 1]), tmp_path / "wave_single", {**info.metadata, "styles": None,
+                                                                   "config": alone.to_dict()})
+    save_model(bake(network, [1, 0]), tmp_path / "start", {**info.metadata, "styles": None,
+                                                           "config": alone.to_dict()})
+    folders = [duo, tmp_path / "relearned", tmp_path / "wave_single", tmp_path / "start"]
+    vgg = SHARED_DATA / "vgg" / "vgg16_features.pth"
+    report = evaluate_models.evaluate(folders, None, SHARED_DATA / "photos", vgg, 64)
+    models = report["models"]
+    assert list(models) == ["duo:night", "duo:wave", "relearned:night", "relearned:wave", "wave_single", "start"]
+    kept, again = models["relearned:night"], models["relearned:wave"]
+    # The row the first run left: its recipe, its losses, its step 0 — exactly the base's.
+    for key in ("trained", "untrained", "photo", "loss", "steps"):
+        assert kept[key] == models["duo:night"][key], key
+    # The relearned row: its own run's painting, style weight, steps and step 0.
+    assert again["trained"] == models["wave_single"]["trained"] and again["steps"] == 5
+    assert again["loss"]["style_weight"] == first.style_weight / 4
+    assert again["untrained"]["style"] == pytest.approx(models["start"]["trained"]["style"], rel=1e-4)
+    assert again["untrained"]["content"] == pytest.approx(models["start"]["trained"]["content"], rel=1e-4)

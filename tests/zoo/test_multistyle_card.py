@@ -3,12 +3,16 @@ one gallery column per style (a small seeded network; the paintings' credits com
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 from conftest import REPO, SHARED_DATA, requires_shared
 from multistyle_zoo import PAINTINGS, SINGLE_PAINTING, write_credited_models
 from PIL import Image
+
+from fastnst.training.config import config_from_dict
+from fastnst.training.lineage import lineage_of, run_record
 
 sys.path.insert(0, str(REPO / "scripts"))
 import make_gallery
@@ -86,3 +90,23 @@ def test_gallery_gives_a_multistyle_model_one_column_per_style(tmp_path: Path) -
     assert cells[0].tobytes() != cells[1].tobytes()  # each column runs its own style
     page = make_gallery.page(columns, [photo], "gallery.jpg", 120)
     assert "| `duo: wave` | Katsushika Hokusai" in page and "not measured" in page
+
+
+def test_card_of_a_relearned_model_describes_each_run(tmp_path: Path) -> None:
+    """A model whose later ``--base`` run relearned a style: the training table is the first run's (which trained
+    the shared weights), and a row per later run says which rows it learned, at what weight, how long."""
+    duo, _ = write_credited_models(tmp_path, SHARED_DATA)
+    meta = json.loads((duo / "model.json").read_text())
+    first = config_from_dict(meta["config"], "test")
+    again = first.replace(style_images=(str(SHARED_DATA / "styles" / SINGLE_PAINTING),), style_names=("wave",),
+                          base=str(duo), relearn=True, style_weights=(1.25e9,), learning_rate=0.01)
+    run = {"hardware": "cpu × 1", "precision": "bfloat16"}
+    lineage = [*lineage_of(meta), run_record(again, steps=5, losses={"total": 9.0}, seconds=12.0, run_info=run)]
+    grown = {**meta, "config": again.to_dict(), "steps": 5, "final_losses": {"total": 9.0}, "lineage": lineage}
+    paintings = make_model_cards.model_paintings(grown, duo, make_model_cards.read_manifest(SHARED_DATA))
+    text = make_model_cards.card(duo, grown, paintings, (155, 17, "x"), None, {})
+    assert "| steps | 3 × batch 4 random 256² crops" in text  # the first run's, not the relearning run's
+    assert "learning rate 0.001, constant schedule" in text and "(step 3)" in text
+    assert ("| then | `fastnst train --base`: `wave` (relearned, style weight 1.25e9); only their norm rows learn, "
+            "every other weight and row stays bit-equal; 5 steps × batch 4 random 256² crops, Adam, learning rate "
+            "0.01, 12 s on cpu × 1 |") in text
