@@ -41,7 +41,6 @@ from fastnst.model.files import load_model
 from fastnst.model.mixing import model_styles
 from fastnst.model.transformer import TransformerNet
 from fastnst.training.config import TrainConfig
-from fastnst.training.lineage import learned_by, lineage_of
 from fastnst.training.quality import (
     BORDER_BAND_FRACTION,
     BORDER_DETAIL_MAX,
@@ -53,12 +52,13 @@ from fastnst.training.quality import (
     ArtifactReport,
     GatysJudge,
     LossMeter,
+    StyleRun,
     artifact_report,
-    config_of,
     heldout_photos,
     load_eval_image,
     make_vgg,
     style_network,
+    style_runs,
     untrained_network,
 )
 
@@ -108,42 +108,28 @@ class Measured:
     network: TransformerNet  # the plain network of this style
     whole: TransformerNet  # the model's network, every style
     metadata: dict
-    run: dict  # the lineage record of the run that learned this style (its config, steps, losses, time)
-    config: TrainConfig  # that run's config
-    own: TrainConfig  # the same as a single-style run of this style's painting (its own style weight)
-    painting: str  # the config's path of the painting it learned
-    style: int  # its row in the model (0 for a single-style model)
     model: str  # the model folder's name
-    learned_with: tuple[int, ...]  # the rows its run learned (to rebuild that run's step 0)
+    style: StyleRun  # the style and the run that learned it
+
+    @property
+    def painting(self) -> str:
+        return self.style.painting
 
 
 def measured_networks(model_dirs: list[Path]) -> list[Measured]:
-    """Every style of each model of ``model_dirs``, a multi-style one once per style, each with its own run's recipe.
-
-    A model grown from a base (``--base``) holds rows learned by several runs (its ``lineage``). A style whose run
-    was itself grown from a base and is not the model's last run is skipped: that run's starting rows (the mean of
-    the rows it kept) may since have changed, so its step 0 cannot be rebuilt; measure the model that run wrote."""
+    """Every style of each model of ``model_dirs``, a multi-style one once per style, each with its own run's recipe
+    (a model grown from a base holds rows learned by several runs; see :func:`style_runs` for what is left out)."""
     out = []
     for folder in model_dirs:
         network, info = load_model(folder)
         rows = model_styles(info.metadata, folder.name)
-        runs = lineage_of(info.metadata)
-        owner = learned_by(runs)
-        for index, run in enumerate(runs):
-            config = config_of(run)
-            mine = [name for name, _ in config.paintings if owner.get(name) == index]
-            if mine and config.base and index != len(runs) - 1:
-                print(f"{folder.name}: {', '.join(mine)} skipped: learned by an earlier run from a base",
-                      flush=True)
-                continue
-            learned_with = tuple(rows.index(name) if len(rows) > 1 else 0 for name in mine)
-            for name, image in config.paintings:
-                if name not in mine:
-                    continue
-                row = rows.index(name) if len(rows) > 1 else 0
-                out.append(Measured(folder.name if len(rows) == 1 else f"{folder.name}:{name}",
-                                    style_network(network, row), network, info.metadata, run, config,
-                                    config.for_style(name), image, row, folder.name, learned_with))
+        styles, skipped = style_runs(info.metadata, rows)
+        if skipped:
+            print(f"{folder.name}: {', '.join(skipped)} not measured: learned by an earlier run from a base, whose "
+                  "step 0 this model no longer holds", flush=True)
+        out += [Measured(folder.name if len(rows) == 1 else f"{folder.name}:{style.name}",
+                         style_network(network, style.row), network, info.metadata, folder.name, style)
+                for style in styles]
     return out
 
 
@@ -215,7 +201,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
     ``keep_others``, ``previous``'s entries of models not given stay too (say, twins whose folders are gone), and
     a multi-style entry with no twin among the models given keeps the twin its earlier entry had."""
     units = measured_networks(model_dirs)
-    configs = {unit.name: unit.config for unit in units}
+    configs = {unit.name: unit.style.config for unit in units}
     holdouts = {c.holdout_every for c in configs.values()}
     if len(holdouts) != 1 or 0 in holdouts:
         raise SystemExit(f"models disagree on, or lack, held-out photos (holdout_every: {sorted(holdouts)})")
@@ -243,7 +229,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
     twins = single_style_twins(units)
     for unit in units:
         t0 = time.perf_counter()
-        name, model, config, meta = unit.name, unit.network, unit.own, unit.metadata
+        name, model, config, meta = unit.name, unit.network, unit.style.own, unit.metadata
         old = dict(reusable.get(name, {}))  # a copy: the previous report still holds its twins
         painting = str(painting_of(unit.painting))
         tenth_path = tenth_dir / name if tenth_dir and name == unit.model else None
@@ -270,8 +256,9 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
             continue
         meter = LossMeter(config, vgg, image=painting)
         entry: dict = {
-            "sha256": meta.get("sha256"), "recipe": recipe_of(unit.run["config"]),
-            **{key: unit.run.get(key) for key in ("steps", "hardware", "precision", "train_seconds", "final_losses")},
+            "sha256": meta.get("sha256"), "recipe": recipe_of(unit.style.run["config"]),
+            **{key: unit.style.run.get(key)
+               for key in ("steps", "hardware", "precision", "train_seconds", "final_losses")},
             "loss": loss_definition(config),
         }
         outputs = stylize(model, photos)
@@ -280,7 +267,8 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
             artifacts = {"trained": artifact_dict(artifact_report(outputs, photos))}
         else:
             entry["trained"] = measure(outputs, features, meter)
-            untrained = style_network(untrained_network(unit.config, unit.whole, unit.learned_with), unit.style)
+            untrained = style_network(untrained_network(unit.style.config, unit.whole, unit.style.learned_with),
+                                        unit.style.row)
             entry["untrained"] = measure(stylize(untrained, photos), features, meter)
             entry["photo"] = measure(photos, features, meter)
             entry["other_photo"] = measure(unrelated, features, meter)

@@ -24,6 +24,7 @@ from fastnst.perceptual.losses import ContentLoss, LossWeights, PerceptualLoss, 
 from fastnst.perceptual.vgg import VGGFeatures
 from fastnst.training.config import TrainConfig, config_from_dict
 from fastnst.training.data import find_photos, split_holdout
+from fastnst.training.lineage import learned_by, lineage_of
 from fastnst.training.trainer import load_style_tensor
 from fastnst.utils.errors import ConfigError
 from fastnst.utils.images import image_to_tensor, load_rgb
@@ -85,6 +86,44 @@ def config_of(metadata: Mapping[str, object]) -> TrainConfig:
     if isinstance(values.get("compile"), bool):
         values["compile"] = "default" if values["compile"] else "off"
     return config_from_dict(values, "model.json")
+
+
+@dataclass(frozen=True)
+class StyleRun:
+    """One style of a model and the run that learned it: what its losses are measured with."""
+
+    name: str
+    row: int  # its row in the network (0 for a single-style model)
+    painting: str  # the run config's path of its painting
+    run: dict  # the run's lineage record (:mod:`fastnst.training.lineage`): config, steps, losses, time
+    config: TrainConfig  # that run's config
+    learned_with: tuple[int, ...]  # the rows that run learned: what :func:`untrained_network` restarts
+
+    @property
+    def own(self) -> TrainConfig:
+        """The run's config as a single-style run of this painting, at its own style weight."""
+        return self.config.for_style(self.name)
+
+
+def style_runs(metadata: Mapping[str, object], rows: Sequence[str]) -> tuple[list[StyleRun], list[str]]:
+    """Each style of a model (``rows``: its style names in row order) with its run, and the styles left out.
+
+    A style whose run was itself grown from a base and is not the model's last run is left out: that run started
+    from the mean of the rows it kept, which later runs may have changed, so its step 0 cannot be rebuilt (measure
+    the model that run wrote). So is a base's style that an older fastnst's model.json does not trace."""
+    runs = lineage_of(metadata)
+    owner = learned_by(runs)
+    measured, skipped = [], [name for name in rows if name not in owner and len(rows) > 1]
+    for index, run in enumerate(runs):
+        config = config_of(run)
+        mine = [(name, image) for name, image in config.paintings if owner.get(name) == index]
+        if config.base and index != len(runs) - 1:
+            skipped += [name for name, _ in mine]
+            continue
+        found = [(name, image, rows.index(name) if len(rows) > 1 else 0) for name, image in mine]
+        learned_with = tuple(row for _, _, row in found)
+        measured += [StyleRun(name, row, image, run, config, learned_with) for name, image, row in found]
+    return measured, skipped
 
 
 class LossMeter:

@@ -16,14 +16,17 @@ import torch
 from conftest import REPO, SHARED_DATA, VGG_DIR, requires_shared
 
 from fastnst.model.files import load_model
+from fastnst.model.mixing import model_styles
 from fastnst.runtime.pipeline import stylize_tensor
 from fastnst.training.config import load_config
+from fastnst.training.lineage import lineage_of
 from fastnst.training.quality import (
     LossMeter,
     config_of,
     load_eval_image,
     make_vgg,
     style_network,
+    style_runs,
     untrained_network,
 )
 
@@ -37,6 +40,10 @@ TEST_SHORT_SIDE = 128
 # Measured on castle.jpg at 128 px: trained / untrained style loss 0.061–0.113 for the shipped models; a model that
 # learned nothing scores about 1 (the untrained network is 1 by definition).
 MAX_STYLE_RATIO = 0.3
+# A row learned from a base starts from the mean of the other styles' rows, an already stylized network; the
+# shipped zoo's relearned rows score 0.2–0.6 of that start on the held-out photos (docs/quality.md), one that
+# learned nothing about 1.
+MAX_STYLE_RATIO_FROM_BASE = 0.75
 ONNX_TOLERANCE = 1e-4  # fastnst.export.onnx.DEFAULT_TOLERANCE: 1/40 of an 8-bit step on [0, 1] outputs
 
 
@@ -72,15 +79,17 @@ def test_model_loads_with_config_card_and_sample(name: str) -> None:
     assert meta["style_name"] == "+".join(styles) and meta["steps"] > 0 and meta["final_losses"]["style"] > 0
     config = load_config(config_file(name, meta))
     assert [style for style, _ in config.paintings] == styles
-    for key in ("vgg", "content_layer", "style_layers", "style_layer_weights", "content_weight", "style_weight",
-                "tv_weight", "style_size"):  # the style's config reproduces the shipped model's loss
-        value = getattr(config, key)
-        assert (list(value) if isinstance(value, tuple) else value) == meta["config"][key], f"{name}: {key}"
-    recipe = recipe_of(meta["config"])
+    runs = lineage_of(meta)  # one run, or the run that trained the shared weights and later --base runs
+    for run in runs:
+        for key in ("vgg", "content_layer", "style_layers", "style_layer_weights", "content_weight", "style_weight",
+                    "tv_weight", "style_size"):  # the style's config reproduces the shipped model's loss
+            value = getattr(config, key)
+            assert (list(value) if isinstance(value, tuple) else value) == run["config"][key], f"{name}: {key}"
+    recipe = recipe_of(runs[0]["config"])
     assert recipe in RECIPES, f"{name} was trained with no named recipe"
 
     card = (folder / "README.md").read_text(encoding="utf-8")
-    needed = ["## Training", f"`{recipe}`", f"{meta['steps']} × batch", "hardware", "## Losses",
+    needed = ["## Training", f"`{recipe}`", *(f"{run['steps']} × batch" for run in runs), "hardware", "## Losses",
               "Final training batch", "Held-out photos", "sample.jpg"]
     if is_multistyle(meta):
         needed += ["## Style images", "public domain", "mix.jpg", "--mix", *(f"| `{style}` |" for style in styles)]
@@ -130,15 +139,18 @@ def test_model_stylizes_far_below_untrained_style_loss(name: str, vgg) -> None:
     """The trainer's own style loss on a held-out photo: trained ≪ untrained (the same network at step 0), for every
     style of the model."""
     model, info = load_model(REPO / "models" / name)
-    config = config_of(info.metadata)
     photo = load_eval_image(PHOTO, TEST_SHORT_SIDE)
-    for row, (style, painting) in enumerate(config.paintings):
+    styles, skipped = style_runs(info.metadata, model_styles(info.metadata, name))
+    assert styles and not skipped, f"{name}: styles without a measurable run: {skipped}"
+    for style in styles:  # each with the recipe, style weight and step 0 of the run that learned it
         # model.json records the training machine's path; the painting is the same file under this checkout's data.
-        meter = LossMeter(config, vgg, image=str(SHARED_DATA / "styles" / Path(painting).name))
+        meter = LossMeter(style.own, vgg, image=str(SHARED_DATA / "styles" / Path(style.painting).name))
         features = meter.features(photo)
-        trained = meter(stylize_tensor(style_network(model, row), photo), features)
-        untrained = meter(stylize_tensor(style_network(untrained_network(config), row), photo), features)
+        trained = meter(stylize_tensor(style_network(model, style.row), photo), features)
+        start = untrained_network(style.config, model, style.learned_with)
+        untrained = meter(stylize_tensor(style_network(start, style.row), photo), features)
         ratio = trained["style"] / untrained["style"]
-        assert ratio < MAX_STYLE_RATIO, (f"{name} ({style}): style loss {trained['style']:.3g} vs untrained "
+        limit = MAX_STYLE_RATIO_FROM_BASE if style.config.base else MAX_STYLE_RATIO
+        assert ratio < limit, (f"{name} ({style.name}): style loss {trained['style']:.3g} vs untrained "
                                          f"{untrained['style']:.3g}")
         assert torch.isfinite(torch.tensor(list(trained.values()))).all()
