@@ -125,11 +125,11 @@ def measured_networks(model_dirs: list[Path]) -> list[Measured]:
         rows = model_styles(info.metadata, folder.name)
         styles, skipped = style_runs(info.metadata, rows)
         if skipped:
-            print(f"{folder.name}: {', '.join(skipped)} not measured: learned by an earlier run from a base, whose "
-                  "step 0 this model no longer holds", flush=True)
+            print(f"{folder.name}: {', '.join(skipped)} not measured: model.json traces no run of theirs whose "
+                  "step 0 this model still holds (a base's styles, or an earlier run from a base)", flush=True)
         out += [Measured(folder.name if len(rows) == 1 else f"{folder.name}:{style.name}",
                          style_network(network, style.row), network, info.metadata, folder.name, style)
-                for style in styles]
+                for style in sorted(styles, key=lambda style: style.row)]
     return out
 
 
@@ -248,6 +248,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
                 old["artifacts"]["tenth"] = kept["tenth"]
             old.setdefault("measured_at", (previous or {}).get("measured_at"))
             old["loss"] = loss_definition(config)
+            old["from_base"] = bool(unit.style.config.base)
             if judge_vgg is not None and "judge" not in old:
                 old["judge"] = judge_entry(outputs, painting)
             old.pop("single_style", None)  # the twin depends on which models this run was given
@@ -260,6 +261,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
             **{key: unit.style.run.get(key)
                for key in ("steps", "hardware", "precision", "train_seconds", "final_losses")},
             "loss": loss_definition(config),
+            "from_base": bool(unit.style.config.base),  # its run learned only norm rows of a trained network
         }
         outputs = stylize(model, photos)
         if old.get("sha256") == meta.get("sha256"):  # only the tenth-steps model is new
@@ -450,6 +452,12 @@ def markdown(report: dict) -> str:
         "almost black; **photo** is the photo itself, unstylized (content loss 0 by definition; its style loss is "
         "how far a plain photo is from the painting); **other photo** is the next held-out photo resized to the "
         "same size: the content loss of an image that shares nothing with the photo."),
+        *(["", ("Styles learned again or added by a later run from a trained network (`fastnst train --base`): "
+                + ", ".join(f"`{name}`" for name, m in models.items() if m.get("from_base"))
+                + ". That run learned only their norm rows, starting from the mean of the rows it kept, so their "
+                "**untrained** column is that start, an already stylized network, and their recipe is that run's "
+                "(its steps; `custom`: not one of `scripts/train_zoo.py`'s recipes).")]
+          if any(m.get("from_base") for m in models.values()) else []),
         "",
         "## Style loss (lower = closer to the painting's Gram statistics)",
         "",

@@ -134,9 +134,13 @@ def page(columns: list[Column], photos: list[Path], image_name: str, stylize_sid
     for column in columns:
         q = quality.get(f"{column.folder.name}:{column.style}" if column.multi else column.folder.name)
         ratio = f"{q['trained']['style'] / q['untrained']['style']:.3f}" if q else "not measured"
+        ratio += " ¹" if q and q.get("from_base") else ""
         name = column.folder.name
         lines.append(f"| `{column.title}` | {column.painting.label} | {ratio} | "
                      f"[models/{name}/README.md](../models/{name}/README.md) |")
+    if any(q.get("from_base") for q in quality.values()):
+        lines += ["", ("¹ Learned again by a later run from the trained network (`fastnst train --base`): against "
+                       "that run's start, the mean of the other styles' rows, not an untrained network.")]
     lines += [
         "",
         ("How the models were trained: [recipes.md](recipes.md); measured quality and artifact checks: "

@@ -197,6 +197,11 @@ def style_quality_section(name: str, styles: list[str], report: dict, n_held: in
                      + (f"[`{twin_name}`](../{twin_name}/README.md)" if (twin_name := q.get("single_style"))
                         and twin is not None else "–")
                      + f" | {own} | {judge_style} | {judge_content} | {artifact_flags(q['artifacts']['trained'])} |")
+    later = [style for style, q in measured.items() if q.get("from_base")]
+    if later:
+        lines += ["", (", ".join(f"`{style}`" for style in later) + " learned by a later `--base` run (Training "
+                       "above): their style ÷ untrained compares with that run's start, the mean of the rows it "
+                       "kept, an already stylized network.")]
     recipe = next(iter(measured.values())).get("recipe")
     other = sorted({twin["recipe"] for q in measured.values() if (twin := report.get(q.get("single_style", "")))
                     and twin.get("recipe") != recipe})
@@ -224,7 +229,7 @@ def later_runs(meta: dict) -> list[str]:
         learned = ", ".join(f"`{name}` ({'relearned' if name in before else 'added'}, style weight {num(weight)})"
                             for name, weight in zip(run["styles"], weights, strict=True))
         rows.append(f"| then | `fastnst train --base`: {learned}; only their norm rows learn, every other weight and "
-                    f"row stays bit-equal; {run['steps']} steps × batch {config['batch_size']} random "
+                    f"row stays bit-equal; {run['steps']} × batch {config['batch_size']} random "
                     f"{config['image_size']}² crops, Adam, learning rate {config['learning_rate']:g}, "
                     f"{run.get('train_seconds', 0):.0f} s on {run.get('hardware', '?')} |")
     return rows

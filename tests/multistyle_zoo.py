@@ -19,7 +19,7 @@ def two_style_network(seed: int, spread: float) -> TransformerNet:
     torch.manual_seed(seed)
     multi = extend(TransformerNet(TransformerSpec(width=8, residual_blocks=1)), 1)
     with torch.no_grad():
-        for key in multi.style_keys():
+        for key in sorted(multi.style_keys()):  # a set: a fixed order keeps the draws seeded
             multi.state_dict()[key][1].normal_(1.0 if key.endswith("weight") else 0.0, spread)
     return multi
 

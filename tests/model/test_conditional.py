@@ -17,7 +17,7 @@ def _two_styles() -> tuple[TransformerNet, TransformerNet, TransformerNet]:
     second = TransformerNet(first.spec)
     state = first.state_dict()
     with torch.no_grad():
-        for key in multi.style_keys():
+        for key in sorted(multi.style_keys()):  # a set: a fixed order keeps the draws seeded
             row = torch.randn_like(state[key]) * 0.3 + (1.0 if key.endswith("weight") else 0.0)
             multi.state_dict()[key][1].copy_(row)
             state = {**state, key: row}

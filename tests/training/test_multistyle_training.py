@@ -298,6 +298,10 @@ def test_cli_bad_style_input_is_one_clear_line(shared_data: Path, tmp_path: Path
     base = run_cli("train", "--style-image", a, "--base", "no_such_model_anywhere",
                    *common_flags(shared_data, tmp_path / "base"))
     assert_one_clear_line(base.returncode, base.stderr, "base model", "no_such_model_anywhere", "not found")
+    relearn = run_cli("train", "--style-image", a, "--relearn", "--style-weights", "1e9", "2e9",
+                      *common_flags(shared_data, tmp_path / "relearn"))
+    assert_one_clear_line(relearn.returncode, relearn.stderr, "style_weights has 2 entries but there are 1 paintings",
+                          "relearn needs a base model")
 
 
 def test_base_styles_come_from_the_base_metadata(tmp_path: Path) -> None:

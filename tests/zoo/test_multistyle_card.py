@@ -71,6 +71,11 @@ def test_multistyle_card_sets_each_style_beside_its_single_style_model() -> None
                                     "border |")
     assert any("another recipe (`gpu`)" in line for line in lines)  # wave_single's recipe differs
 
+    assert not any("later `--base` run" in line for line in lines)
+    report["duo:wave"]["from_base"] = True  # learned again from a trained network: its step 0 is another start
+    lines = make_model_cards.style_quality_section("duo", ["night", "wave"], report, 17)
+    assert any(line.startswith("`wave` learned by a later `--base` run") for line in lines)
+
     alone = make_model_cards.style_quality_section("duo", ["night", "wave"], {"duo:night": _entry(1.0, 5.0, 2.0)}, 17)
     assert any(line.startswith("| `night` |") and " | – | – | – | – | none |" in line for line in alone)
     assert make_model_cards.style_quality_section("duo", ["night"], {}, 17)[0].startswith("- Held-out losses: not")
@@ -108,5 +113,5 @@ def test_card_of_a_relearned_model_describes_each_run(tmp_path: Path) -> None:
     assert "| steps | 3 × batch 4 random 256² crops" in text  # the first run's, not the relearning run's
     assert "learning rate 0.001, constant schedule" in text and "(step 3)" in text
     assert ("| then | `fastnst train --base`: `wave` (relearned, style weight 1.25e9); only their norm rows learn, "
-            "every other weight and row stays bit-equal; 5 steps × batch 4 random 256² crops, Adam, learning rate "
+            "every other weight and row stays bit-equal; 5 × batch 4 random 256² crops, Adam, learning rate "
             "0.01, 12 s on cpu × 1 |") in text
