@@ -248,7 +248,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
                 old["artifacts"]["tenth"] = kept["tenth"]
             old.setdefault("measured_at", (previous or {}).get("measured_at"))
             old["loss"] = loss_definition(config)
-            old["from_base"] = bool(unit.style.config.base)
+            old["from_base"] = unit.style.from_base
             if judge_vgg is not None and "judge" not in old:
                 old["judge"] = judge_entry(outputs, painting)
             old.pop("single_style", None)  # the twin depends on which models this run was given
@@ -261,7 +261,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
             **{key: unit.style.run.get(key)
                for key in ("steps", "hardware", "precision", "train_seconds", "final_losses")},
             "loss": loss_definition(config),
-            "from_base": bool(unit.style.config.base),  # its run learned only norm rows of a trained network
+            "from_base": unit.style.from_base,
         }
         outputs = stylize(model, photos)
         if old.get("sha256") == meta.get("sha256"):  # only the tenth-steps model is new

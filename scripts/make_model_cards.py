@@ -213,16 +213,10 @@ def style_quality_section(name: str, styles: list[str], report: dict, n_held: in
     return lines
 
 
-def first_run(meta: dict) -> dict:
-    """The run that trained a model's shared weights, with model.json's keys: model.json itself, or the first run
-    of its lineage when later runs (``fastnst train --base``) learned some norm rows."""
-    runs = lineage_of(meta)
-    return {**meta, **runs[0]} if len(runs) > 1 else meta
-
-
-def later_runs(meta: dict) -> list[str]:
-    """One training-table row per ``--base`` run after the first: which styles' rows it learned, at what weight."""
-    runs, rows = lineage_of(meta), []
+def later_runs(runs: list[dict]) -> list[str]:
+    """One training-table row per ``--base`` run after the first of a model's lineage: which styles' rows it
+    learned, at what weight."""
+    rows = []
     for index, run in enumerate(runs[1:], start=1):
         config, before = run["config"], {name for earlier in runs[:index] for name in earlier["styles"]}
         weights = config.get("style_weights") or [config["style_weight"]] * len(run["styles"])
@@ -242,11 +236,12 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
     name = folder.name
     styles = [style for style, _ in paintings]
     multi = len(styles) > 1
-    run = first_run(meta)
+    runs = lineage_of(meta)
+    run = runs[0]  # the run that trained the shared weights (model.json itself for a model of one run)
     config = run["config"]
     recipe = recipe_of(config)
     losses = run.get("final_losses") or {}
-    run_styles = len(lineage_of(meta)[0]["styles"])
+    run_styles = len(run["styles"])
     weights = folder / "model.safetensors"
     onnx = folder / "model.onnx"
     n_train, n_held, packages = photos
@@ -340,7 +335,7 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
                      "`configs/defaults.toml`), plus the recipe's flags |")
     else:
         lines.append("| config | the full config is in `model.json` |")
-    lines += later_runs(meta)
+    lines += later_runs(runs)
     if "gpu" in recipe and "NVIDIA" in str(run.get("hardware")):
         lines.append("| GPU inputs | photos and style image downscaled to 512 px on the longer side and VGG16 "
                      "weights cast to fp16 before upload (`benchmarks/prepare_device_payload.py`) |")
@@ -416,11 +411,11 @@ def recipe_table(folders: list[Path]) -> str:
             "|---|---|---|---|---|---|"]
     for folder in folders:
         meta = json.loads((folder / "model.json").read_text())
-        run = first_run(meta)
-        config = run["config"]
+        runs = lineage_of(meta)
+        run, config = runs[0], runs[0]["config"]
         later = "".join(f" + {r['steps']} × {r['config']['batch_size']} × {r['config']['image_size']}² (`--base`)"
-                        for r in lineage_of(meta)[1:])
-        seconds = sum(r.get("train_seconds", 0) for r in lineage_of(meta)) if later else run.get("train_seconds", 0)
+                        for r in runs[1:])
+        seconds = sum(r.get("train_seconds", 0) for r in runs)
         rows.append(f"| [`{folder.name}`](../models/{folder.name}/README.md) | `{recipe_of(config)}` | "
                     f"{run['steps']} × {config['batch_size']} × {config['image_size']}²{later} | "
                     f"{run.get('precision')} | {run.get('hardware')} | {seconds:.0f} s |")

@@ -204,10 +204,15 @@ def bake(network: TransformerNet, weights: Sequence[float] | torch.Tensor) -> Tr
         return network
     mix = normalised_weights(weights, network.spec.styles)
     state = mixed_state(network.state_dict(), network.style_keys(), mix)
+    return network_like(network, replace(network.spec, styles=1), state).train(network.training)
+
+
+def network_like(network: TransformerNet, spec: TransformerSpec, state: dict[str, torch.Tensor]) -> TransformerNet:
+    """A new ``spec`` network holding ``state``, on ``network``'s device and in its dtype."""
+    made = TransformerNet(spec)
+    made.load_state_dict(state)
     parameter = next(network.parameters())
-    baked = TransformerNet(replace(network.spec, styles=1)).to(device=parameter.device, dtype=parameter.dtype)
-    baked.load_state_dict(state)
-    return baked.train(network.training)
+    return made.to(device=parameter.device, dtype=parameter.dtype)
 
 
 def extend(network: TransformerNet, new_styles: int = 1) -> TransformerNet:
@@ -231,18 +236,15 @@ def extend(network: TransformerNet, new_styles: int = 1) -> TransformerNet:
 def restart_rows(network: TransformerNet, rows: Sequence[int]) -> TransformerNet:
     """A copy of ``network`` whose style ``rows`` hold the mean of its other rows: where styles that are learned
     again start, so the start depends only on the rows that stay."""
-    others = [row for row in range(network.spec.styles) if row not in set(rows)]
-    if not rows or not others:
-        raise ValueError(f"restarting rows {list(rows)} of {network.spec.styles} needs at least one row kept")
-    restarted = TransformerNet(network.spec)
-    state, style_keys = network.state_dict(), network.style_keys()
-    for key in style_keys:
-        value = state[key].clone()
-        value[list(rows)] = value[others].mean(0, keepdim=True)
-        state[key] = value
-    restarted.load_state_dict(state)
-    parameter = next(network.parameters())
-    return restarted.to(device=parameter.device, dtype=parameter.dtype)
+    chosen = list(rows)
+    others = [row for row in range(network.spec.styles) if row not in chosen]
+    if not chosen or not others:
+        raise ValueError(f"restarting rows {chosen} of {network.spec.styles} needs at least one row kept")
+    state = network.state_dict()
+    for key in network.style_keys():
+        state[key] = state[key].clone()
+        state[key][chosen] = state[key][others].mean(0, keepdim=True)
+    return network_like(network, network.spec, state)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -155,13 +156,12 @@ class TrainConfig:
         if self.style_names and len(self.style_names) != len(self.style_images):
             out.append(f"style_names has {len(self.style_names)} entries but style_images has "
                        f"{len(self.style_images)}")
-        names = self.style_names or tuple(Path(image).stem for image in self.style_images)
+        names = painting_names(self.style_name, self.style_images, self.style_names)
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             out.append(f"style names must differ; {', '.join(duplicates)} is given more than once (set style_names)")
-        if self.style_weights and len(self.style_weights) != len(self.style_images or (self.style_image,)):
-            out.append(f"style_weights has {len(self.style_weights)} entries but there are "
-                       f"{len(self.style_images or (self.style_image,))} paintings")
+        if self.style_weights and len(self.style_weights) != len(names):
+            out.append(f"style_weights has {len(self.style_weights)} entries but there are {len(names)} paintings")
         if any(not (math.isfinite(w) and w >= 0) for w in self.style_weights):
             out.append(f"style_weights must be finite numbers ≥ 0, got {list(self.style_weights)}")
         if self.relearn and not self.base:
@@ -173,10 +173,8 @@ class TrainConfig:
     @property
     def paintings(self) -> tuple[tuple[str, str], ...]:
         """(name, image path) of every style this run learns, in style order (one for a single-style run)."""
-        if not self.style_images:
-            return ((self.style_name, self.style_image),)
-        names = self.style_names or tuple(Path(image).stem for image in self.style_images)
-        return tuple(zip(names, self.style_images, strict=True))
+        names = painting_names(self.style_name, self.style_images, self.style_names)
+        return tuple(zip(names, self.style_images or (self.style_image,), strict=True))
 
     @property
     def painting_weights(self) -> tuple[float, ...]:
@@ -199,6 +197,14 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+def painting_names(style_name: str, style_images: Sequence[str], style_names: Sequence[str]) -> tuple[str, ...]:
+    """The names of a config's styles, in order: ``style_names``, else each painting's file stem; a single painting
+    (no ``style_images``) is ``style_name``. Also read from stored configs (a model's lineage)."""
+    if not style_images:
+        return (style_name,)
+    return tuple(style_names) or tuple(Path(image).stem for image in style_images)
 
 
 SCHEMA = Schema(TrainConfig)

@@ -9,10 +9,9 @@ definitions its own run optimised. The records are plain dicts of the metadata, 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from fastnst.training.config import TrainConfig
+from fastnst.training.config import TrainConfig, painting_names
 
 # What a lineage record keeps of a run besides its config and the styles it learned.
 RUN_FACTS = ("steps", "final_losses", "train_seconds", "hardware", "precision")
@@ -33,15 +32,10 @@ def lineage_of(metadata: Mapping[str, Any]) -> list[dict[str, Any]]:
     if "lineage" in metadata:
         return [dict(record) for record in metadata["lineage"]]
     config = dict(metadata.get("config", {}))
-    return [{"styles": painting_names(config), **{key: metadata[key] for key in RUN_FACTS if key in metadata},
+    names = painting_names(config.get("style_name", ""), config.get("style_images", ()),
+                           config.get("style_names", ()))
+    return [{"styles": list(names), **{key: metadata[key] for key in RUN_FACTS if key in metadata},
              "config": config}]
-
-
-def painting_names(config: Mapping[str, Any]) -> list[str]:
-    """The style names a stored config learns, as :attr:`TrainConfig.paintings` names them."""
-    if config.get("style_images"):
-        return list(config.get("style_names") or [Path(image).stem for image in config["style_images"]])
-    return [config.get("style_name", "")]
 
 
 def learned_by(lineage: Sequence[Mapping[str, Any]]) -> dict[str, int]:

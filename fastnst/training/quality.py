@@ -100,6 +100,11 @@ class StyleRun:
     learned_with: tuple[int, ...]  # the rows that run learned: what :func:`untrained_network` restarts
 
     @property
+    def from_base(self) -> bool:
+        """Its run learned only norm rows of a trained network, so its step 0 is already stylized."""
+        return bool(self.config.base)
+
+    @property
     def own(self) -> TrainConfig:
         """The run's config as a single-style run of this painting, at its own style weight."""
         return self.config.for_style(self.name)

@@ -240,7 +240,7 @@ class Trainer:
             StyleLoss(style_features[0] if self.spec.styles == 1 else style_features,
                       dict(zip(config.style_layers, config.style_layer_weights, strict=False))),
             LossWeights(config.content_weight, config.painting_weights[0], config.tv_weight),
-            config.painting_weights if self.spec.styles > 1 else None,
+            config.painting_weights,
         ).to(self.device)
 
         self.step = 0
