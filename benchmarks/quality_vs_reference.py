@@ -11,7 +11,8 @@ the held-out photos (shorter side 256) and is scored by the judge (:class:`fastn
 Caffe VGG19, which neither trainer optimises); lower is better.
 
 Runs are kept under ``--runs-dir`` and reused when their settings match, so training can be spread over several
-processes (``--only``) and the evaluation run afterwards. Each process trains on ``--threads`` threads and records
+processes (``--only``) and the evaluation run afterwards; ``--reference-from`` takes the (deterministic) reference's
+results from an earlier report instead of training it again. Each process trains on ``--threads`` threads and records
 process CPU time, so runs side by side on a shared machine still report comparable costs. Example:
 
     python benchmarks/quality_vs_reference.py --steps 200 800 \\
@@ -173,7 +174,7 @@ def train_fastnst(runs: list[Run], data_dir: Path, holdout_every: int, root: Pat
     run of ``runs``, the equal-time one, whose ``steps`` is the reference length it matches)."""
     timed = runs[-1] if cpu_budget is not None else None
     lengths = {run.steps: run for run in runs if run is not timed}
-    folder = runs[0].folder(root).parent / "train"
+    folder = runs[0].folder(root).parent / ("train" + (f"-seed{runs[0].seed}" if runs[0].seed else ""))
     if folder.exists():  # a stale or unfinished attempt: start over
         for path in sorted(folder.rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()
@@ -210,8 +211,18 @@ def train_fastnst(runs: list[Run], data_dir: Path, holdout_every: int, root: Pat
 
 
 def is_done(run: Run, root: Path, settings: dict) -> bool:
+    """Whether ``run`` was trained with ``settings``; a config key added since counts as unchanged while it keeps
+    its default."""
     record = run.folder(root) / "run.json"
-    return record.is_file() and json.loads(record.read_text())["settings"] == settings
+    if not record.is_file():
+        return False
+    stored = json.loads(record.read_text())["settings"]
+    if "recipe" in stored and "recipe" in settings:
+        fields = TrainConfig.__dataclass_fields__
+        added = {key: value for key, value in settings["recipe"].items()
+                 if key not in stored["recipe"] and key in fields and value == fields[key].default}
+        stored = {**stored, "recipe": {**stored["recipe"], **added}}
+    return stored == settings
 
 
 # ------------------------------------------------------------------------------------------- evaluation
@@ -244,6 +255,27 @@ def judge_run(run: Run, root: Path, judge: GatysJudge, photos: list[torch.Tensor
             "threads": record["threads"]}, outputs[:GRID_PHOTOS]
 
 
+def reused_reference(report: Path, runs: list[Run], held_out: list[Path], data_dir: Path,
+                     train_photos: int) -> dict[Run, dict]:
+    """The reference runs whose judge results an earlier report holds for the same photos and batches.
+
+    The reference trains deterministically (fixed data order, seeded initialisation, fp32), so its numbers from an
+    earlier report stand for a new training; each reused entry records where it came from."""
+    earlier = json.loads(report.read_text())
+    same_setup = (earlier.get("judge", {}).get("photos") == [str(path.relative_to(data_dir)) for path in held_out]
+                  and earlier.get("train_photos") == train_photos and earlier.get("image_size") == IMAGE_SIZE
+                  and earlier.get("batch_size") == BATCH_SIZE)
+    if not same_setup:
+        raise SystemExit(f"--reference-from {report}: its held-out photos, training photos or batch differ")
+    found = {}
+    for run in (run for run in runs if run.trainer == "reference"):
+        entry = earlier["results"].get(run.name)
+        if entry and entry["painting"] == run.painting.name and entry.get("seed", 0) == run.seed:
+            keep = ("content", "style", "steps_trained", "cpu_seconds", "wall_seconds", "threads")
+            found[run] = {key: entry[key] for key in keep if key in entry} | {"reused_from": str(report.name)}
+    return found
+
+
 def thumbnail(image: torch.Tensor) -> Image.Image:
     picture = tensor_to_image(image)
     return picture.resize((round(picture.width * GRID_SIDE / picture.height), GRID_SIDE), Image.Resampling.LANCZOS)
@@ -263,31 +295,36 @@ def write_grid(path: Path, rows: list[list[torch.Tensor]]) -> None:
 
 
 def seed_summary(results: dict[str, dict]) -> list[dict]:
-    """Per painting and length: each trainer's mean and standard deviation of the judge's losses over the seeds,
-    and fastnst's means over the reference's (printed too)."""
+    """Per painting and length: each fastnst trainer's (defaults, variants) and the reference's mean and standard
+    deviation of the judge's losses over the seeds, and their means over the reference's (printed too)."""
     cells: dict[tuple[str, int], dict[str, list[dict]]] = {}
     for entry in results.values():
-        if entry["trainer"] in ("reference", "fastnst"):
+        if entry["trainer"] != "fastnst-equal-time":
             cells.setdefault((entry["painting"], entry["steps"]), {}).setdefault(entry["trainer"], []).append(entry)
     out = []
-    print(f"\nover seeds: {'painting':<34}{'steps':>7}{'seeds':>7}{'style × ref':>13}{'± (fastnst, ref)':>20}"
-          f"{'content × ref':>15}{'± (fastnst, ref)':>20}")
+    print(f"\nover seeds: {'trainer':<24}{'painting':<34}{'steps':>7}{'seeds':>7}{'style × ref':>13}"
+          f"{'± (it, ref)':>15}{'content × ref':>15}{'± (it, ref)':>15}")
+
+    def mean_and_spread(entries: list[dict], loss: str) -> dict:
+        values = [e[loss] for e in entries]
+        return {"mean": statistics.fmean(values), "stdev": statistics.stdev(values) if len(values) > 1 else 0.0}
+
     for (painting, steps), by in cells.items():
-        if set(by) != {"reference", "fastnst"}:
-            continue
-        row: dict = {"painting": painting, "steps": steps, "seeds": sorted(e["seed"] for e in by["fastnst"])}
+        reference = by.get("reference")
         for trainer, entries in by.items():
+            if trainer == "reference" or not reference:
+                continue
+            row: dict = {"trainer": trainer, "painting": painting, "steps": steps,
+                         "seeds": sorted(e["seed"] for e in entries)}
             for loss in ("style", "content"):
-                values = [e[loss] for e in entries]
-                row[f"{trainer}_{loss}"] = {"mean": statistics.fmean(values),
-                                            "stdev": statistics.stdev(values) if len(values) > 1 else 0.0}
-        for loss in ("style", "content"):
-            row[f"{loss}_vs_reference"] = row[f"fastnst_{loss}"]["mean"] / row[f"reference_{loss}"]["mean"]
-        spread = {loss: "/".join(f"{row[f'{t}_{loss}']['stdev'] / row[f'{t}_{loss}']['mean']:.1%}"
-                                 for t in ("fastnst", "reference")) for loss in ("style", "content")}
-        print(f"{'':<12}{painting:<34}{steps:>7}{len(row['seeds']):>7}{row['style_vs_reference']:>13.3f}"
-              f"{spread['style']:>20}{row['content_vs_reference']:>15.3f}{spread['content']:>20}")
-        out.append(row)
+                row[f"{trainer}_{loss}"] = mine = mean_and_spread(entries, loss)
+                row[f"reference_{loss}"] = ref = mean_and_spread(reference, loss)
+                row[f"{loss}_vs_reference"] = mine["mean"] / ref["mean"]
+                row[f"{loss}_spread"] = (f"{mine['stdev'] / mine['mean']:.1%}/{ref['stdev'] / ref['mean']:.1%}")
+            print(f"{'':<12}{trainer:<24}{painting:<34}{steps:>7}{len(row['seeds']):>7}"
+                  f"{row['style_vs_reference']:>13.3f}{row['style_spread']:>15}{row['content_vs_reference']:>15.3f}"
+                  f"{row['content_spread']:>15}")
+            out.append(row)
     return out
 
 
@@ -310,15 +347,22 @@ def main() -> int:
     parser.add_argument("--only", help="train only runs whose name (trainer/painting/steps) matches this regex, "
                                        "and skip the evaluation")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0],
-                        help="train the reference and fastnst's defaults once per seed (variants and --equal-time: "
-                             "the first seed only); the summary gives each trainer's mean and spread over them")
+                        help="train every trainer and variant once per seed (--equal-time: the first seed only); "
+                             "the summary gives each one's mean and spread over them against the reference's")
+    parser.add_argument("--no-defaults", action="store_true",
+                        help="leave out fastnst's defaults: judge only the variants against the reference")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "quality_vs_reference")
     parser.add_argument("--judge-weights", type=Path, default=SHARED / "vgg" / "vgg19_features_caffe.pth")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "quality_vs_reference.json")
     parser.add_argument("--grid", type=Path, default=REPO / "benchmarks" / "results" / "quality_vs_reference.png")
     parser.add_argument("--no-grid", action="store_true", help="write only the JSON")
+    parser.add_argument("--reference-from", type=Path, metavar="JSON",
+                        help="take the reference's judge results from this earlier report instead of training it "
+                             "again (its training is deterministic); only entries of the same painting, length, "
+                             "seed, held-out photos and batch are used, the rest is trained. Implies --no-grid")
     args = parser.parse_args()
+    args.no_grid = args.no_grid or args.reference_from is not None
     torch.set_num_threads(args.threads)
     args.paintings = [path.resolve() for path in args.paintings]  # run folders are matched by these paths
     args.data_dir = args.data_dir.resolve()
@@ -328,11 +372,12 @@ def main() -> int:
 
     train_files, held_out = split_holdout(find_photos(args.data_dir), args.holdout_every)
     variants = [parse_variant(text) for text in args.variant]
+    trainers = ("reference",) if args.no_defaults else ("reference", "fastnst")
     runs = [Run(trainer, painting, steps, seed=seed) for seed in args.seeds for painting in args.paintings
-            for steps in args.steps for trainer in ("reference", "fastnst")]
+            for steps in args.steps for trainer in trainers]
     first = args.seeds[0]
-    runs += [Run(f"fastnst-{name}", painting, steps, overrides, first) for name, overrides in variants
-             for painting in args.paintings[:args.variant_paintings]
+    runs += [Run(f"fastnst-{name}", painting, steps, overrides, seed) for seed in args.seeds
+             for name, overrides in variants for painting in args.paintings[:args.variant_paintings]
              for steps in (args.variant_steps or args.steps[:1])]
     root = args.runs_dir
     settings = {run: run.settings(args.data_dir, args.holdout_every) for run in runs}
@@ -341,18 +386,24 @@ def main() -> int:
                for run in runs if run.trainer != "reference"}
     for run, values in recipes.items():
         settings[run]["recipe"] = values
+    reused = (reused_reference(args.reference_from, runs, held_out, args.data_dir, len(train_files))
+              if args.reference_from else {})
     if args.equal_time:
         for painting in args.paintings:
             ref = Run("reference", painting, args.equal_time, seed=first)
             own = Run("fastnst", painting, max(args.steps), seed=first)
             record = ref.folder(root) / "run.json"
-            if not is_done(ref, root, ref.settings(args.data_dir, args.holdout_every)):
+            if ref in reused:
+                budget = reused[ref]["cpu_seconds"]
+            elif is_done(ref, root, ref.settings(args.data_dir, args.holdout_every)):
+                budget = json.loads(record.read_text())["cpu_seconds"]
+            else:
                 raise SystemExit(f"--equal-time {args.equal_time}: {ref.name} is not trained yet (include "
                                  f"{args.equal_time} in --steps and train it with --only ^reference)")
             run = Run("fastnst-equal-time", painting, args.equal_time, seed=first)
             runs.append(run)
             settings[run] = {**run.settings(args.data_dir, args.holdout_every), "recipe": recipes[own],
-                             "cpu_budget": json.loads(record.read_text())["cpu_seconds"]}
+                             "cpu_budget": budget}
 
     def wanted(run: Run) -> bool:
         return args.only is None or re.search(args.only, run.name) is not None
@@ -360,7 +411,7 @@ def main() -> int:
     for painting in args.paintings:
         for seed in args.seeds:
             every = [run for run in runs if run.trainer == "reference" and run.painting == painting
-                     and run.seed == seed]
+                     and run.seed == seed and run not in reused]
             if any(wanted(run) and not is_done(run, root, settings[run]) for run in every):
                 train_reference(painting, every, train_files, root, settings, seed)
     groups: dict[tuple, list[Run]] = {}  # one training per recipe and painting (snapshots give the lengths)
@@ -383,7 +434,7 @@ def main() -> int:
     if args.only is not None:
         return 0
 
-    absent = [run.name for run in runs if not is_done(run, root, settings[run])]
+    absent = [run.name for run in runs if run not in reused and not is_done(run, root, settings[run])]
     if absent:
         raise SystemExit(f"runs not trained: {', '.join(absent)}")
     # Cropped (≤ 3 px) to multiples of 4: the reference network has no padding of its own for other sizes.
@@ -397,11 +448,15 @@ def main() -> int:
         features = [judge.content_features(photo) for photo in photos]
         rows = [[photo] for photo in photos[:GRID_PHOTOS]]
         for run in (run for run in runs if run.painting == painting):
-            score, outputs = judge_run(run, root, judge, photos, features)
+            if run in reused:
+                score, outputs = reused[run], []
+            else:
+                score, outputs = judge_run(run, root, judge, photos, features)
             results[run.name] = {**score, "trainer": run.trainer, "painting": painting.name, "steps": run.steps,
                                  "overrides": dict(run.overrides), "seed": run.seed}
             reference_of[run.name] = run.reference.name
-            if run.steps == max(args.steps) and run.trainer in ("reference", "fastnst") and run.seed == args.seeds[0]:
+            if (run.steps == max(args.steps) and run.trainer in ("reference", "fastnst") and run.seed == args.seeds[0]
+                    and outputs):
                 for row, output in zip(rows, outputs, strict=True):
                     row.append(output)
             print(f"{run.name}: judge style {score['style']:.4g}, content {score['content']:.4g}", flush=True)
@@ -428,6 +483,7 @@ def main() -> int:
                   "photos": [str(path.relative_to(args.data_dir)) for path in held_out], "short_side": 256},
         "train_photos": len(train_files), "image_size": IMAGE_SIZE, "batch_size": BATCH_SIZE,
         "grid_columns": ["photo", "reference", "fastnst"], "results": results,
+        **({"reference_from": str(args.reference_from)} if args.reference_from else {}),
         **({"over_seeds": spread} if spread else {})}, indent=2))
     if args.no_grid:
         print(f"wrote {args.json}")

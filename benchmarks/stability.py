@@ -18,10 +18,10 @@ For each variant, and for the shipped model as it is, it reports:
 * the artifact statistics and flags of fastnst.training.quality.artifact_report on those photos.
 
 A variant is ``off`` (no stability loss), a weight (``1e8``: the clean output is a fixed target) or a weight with
-``:both`` (the clean output gets gradient too), and ``:shift=N`` / ``:noise=SIGMA`` change that variant's
-perturbation (``1e8:shift=0``: noise only). Results are written to ``benchmarks/results/stability.json``;
-``--keep`` keeps the variants of an earlier report measured with the same recipe, so variants can be added one
-invocation at a time. Usage:
+``:both`` (the clean output gets gradient too), and ``:shift=N`` / ``:noise=SIGMA`` / ``:margin=PX`` change that
+variant's perturbation or the border left out of its loss (``1e8:shift=0``: noise only). Results are written to
+``benchmarks/results/stability.json``; ``--keep`` keeps the variants of an earlier report measured with the same
+recipe, so variants can be added one invocation at a time. Usage:
 
     nice python benchmarks/stability.py [--model starry_night] [--steps 100] [--image-size 128] \\
         [--variants off,3e7,1e8,1e8:both,1e8:shift=0] [--keep]
@@ -77,17 +77,18 @@ PAN_PX = 2  # benchmarks/flicker.py's pan: px per frame
 
 def parse_variant(text: str) -> tuple[float, bool, dict[str, float]]:
     """'off' → (0, False, {}); '1e8' → (1e8, False, {}); '1e8:both' → (1e8, True, {});
-    '1e8:shift=0:noise=0.02' → (1e8, False, {"stability_shift": 0, "stability_noise": 0.02})."""
+    '1e8:shift=0:noise=0.02' → (1e8, False, {"stability_shift": 0, "stability_noise": 0.02});
+    '6e7:margin=8' → (6e7, False, {"stability_margin": 8})."""
     weight, *suffixes = text.split(":")
     both, overrides = False, {}
     for suffix in suffixes:
         key, sep, value = suffix.partition("=")
         if suffix == "both":
             both = True
-        elif sep and key in ("shift", "noise"):
-            overrides[f"stability_{key}"] = int(value) if key == "shift" else float(value)
+        elif sep and key in ("shift", "noise", "margin"):
+            overrides[f"stability_{key}"] = float(value) if key == "noise" else int(value)
         else:
-            raise SystemExit(f"variant {text!r}: suffixes are ':both', ':shift=N' and ':noise=SIGMA'")
+            raise SystemExit(f"variant {text!r}: suffixes are ':both', ':shift=N', ':noise=SIGMA' and ':margin=PX'")
     return (0.0 if weight == "off" else float(weight)), both, overrides
 
 
@@ -182,11 +183,12 @@ def main() -> int:
                   "learning_rate": recipe.learning_rate, "schedule": recipe.schedule,
                   "image_size": args.image_size, "batch_size": args.batch_size,
                   "stability_noise": recipe.stability_noise, "stability_shift": recipe.stability_shift,
+                  "stability_margin": recipe.stability_margin,
                   "clip": {"photo": Path(args.photo).name, "size": [width, height], "frames": args.frames}}
     output = Path(args.output)
     previous = json.loads(output.read_text()) if args.keep and output.is_file() else {}
     # Each variant records its own perturbation, so the default one may change without discarding earlier variants.
-    per_variant = ("stability_noise", "stability_shift")
+    per_variant = ("stability_noise", "stability_shift", "stability_margin")
     previous_recipe = {"seed": base.seed, **previous.get("recipe", {})}  # reports before seeds were recorded
     same_recipe = ({k: v for k, v in previous_recipe.items() if k not in per_variant}
                    == {k: v for k, v in recipe_key.items() if k not in per_variant})
@@ -194,7 +196,7 @@ def main() -> int:
     for entry in results.values():  # entries written before variants recorded it: the recipe's at the time
         if entry.get("weight"):
             for key in per_variant:
-                entry.setdefault(key, previous["recipe"][key])
+                entry.setdefault(key, previous["recipe"].get(key, 0))  # no margin before it was recorded
 
     clip_set = clips(Path(args.photo), width, height, args.frames)
     paths = heldout_photos(base.data_dir, base.holdout_every)
@@ -220,6 +222,7 @@ def main() -> int:
         model, cost = fine_tune(config, None if args.from_scratch else shipped, both)
         results[variant] = {"weight": weight, "clean_gradient": both,
                             "stability_shift": config.stability_shift, "stability_noise": config.stability_noise,
+                            "stability_margin": config.stability_margin,
                             **cost,
                             **measure(model, clip_set, Path(args.photo), (width, height), args.frames, meter,
                                       photos, features)}

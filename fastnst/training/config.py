@@ -82,6 +82,9 @@ class TrainConfig:
         0, "the stability loss's perturbed copy is shifted by 0…this many px in each direction (0 = noise only: "
         "measured steadier on static and panning video at a lower style cost than 4, which covers every phase of "
         "the network's stride-4 grid)")
+    stability_margin: int = option(
+        0, "px at each edge of the stability loss's output window left out of it (the reflection padding there "
+        "answers noise differently from the interior; 0 = the whole window)")
     # --- optimisation
     image_size: int = option(256, "side of the square random crops used for training")
     crop_max_scale: float = option(
@@ -130,7 +133,7 @@ class TrainConfig:
         out += [f"{name} must be positive, got {getattr(self, name)}"
                 for name in positive if getattr(self, name) <= 0]
         non_negative = ("style_size", "warmup_steps", "num_workers", "preview_every", "holdout_every",
-                        "stability_shift")
+                        "stability_shift", "stability_margin")
         out += [f"{name} must be ≥ 0, got {getattr(self, name)}" for name in non_negative if getattr(self, name) < 0]
         for name in ("learning_rate", "content_weight", "style_weight", "tv_weight", "min_lr_ratio",
                      "stability_weight", "stability_noise"):
@@ -149,6 +152,9 @@ class TrainConfig:
         if self.stability_shift >= self.image_size // 2:
             out.append(f"stability_shift must be below half of image_size ({self.image_size}), "
                        f"got {self.stability_shift}")
+        if 2 * self.stability_margin + self.stability_shift + 4 > self.image_size:
+            out.append(f"stability_margin must leave part of the {self.image_size}-px crop in the stability loss, "
+                       f"got {self.stability_margin}")
         if self.image_size < 32:
             out.append(f"image_size must be at least 32 px for VGG, got {self.image_size}")
         if self.style_images and self.style_image:

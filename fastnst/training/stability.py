@@ -40,10 +40,12 @@ class StabilitySpec:
     noise: float = 0.01  # σ of the Gaussian pixel noise, in [0, 1] units
     shift: int = 0  # the perturbed window starts 0…shift px right of and below the crop's corner
     clean_gradient: bool = False  # True: the clean output is pulled toward the perturbed one as well
+    margin: int = 0  # px at each edge of the output window left out of the loss
 
     @classmethod
     def from_config(cls, config: TrainConfig) -> StabilitySpec:
-        return cls(config.stability_weight, config.stability_noise, config.stability_shift)
+        return cls(config.stability_weight, config.stability_noise, config.stability_shift,
+                   margin=config.stability_margin)
 
     @property
     def enabled(self) -> bool:
@@ -92,7 +94,8 @@ def draw_perturbation(shape: torch.Size | tuple[int, ...], spec: StabilitySpec,
 def stability_loss(network: Callable[[torch.Tensor], torch.Tensor], clean_input: torch.Tensor,
                    clean_output: torch.Tensor, generator: torch.Generator, spec: StabilitySpec) -> torch.Tensor:
     """Mean squared difference (fp32, [0, 1] units, unweighted) between ``network`` on a perturbed copy of
-    ``clean_input`` and the same window of ``clean_output`` (= ``network(clean_input)``).
+    ``clean_input`` and the same window of ``clean_output`` (= ``network(clean_input)``), ``spec.margin`` px in from
+    the window's edges.
 
     ``network`` is called once; it may close over a multi-style network's style weights and runs under whatever
     autocast the caller holds."""
@@ -101,4 +104,6 @@ def stability_loss(network: Callable[[torch.Tensor], torch.Tensor], clean_input:
     target = perturbation.window(clean_output)
     if not spec.clean_gradient:
         target = target.detach()
-    return F.mse_loss(perturbed_output.float(), target.float())
+    inner = (..., slice(spec.margin, perturbed_output.shape[-2] - spec.margin),
+             slice(spec.margin, perturbed_output.shape[-1] - spec.margin))
+    return F.mse_loss(perturbed_output[inner].float(), target[inner].float())

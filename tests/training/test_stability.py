@@ -73,6 +73,27 @@ def test_perturbation_is_a_pure_function_of_seed_step_rank() -> None:
     assert first.noise.std().item() == pytest.approx(0.01, rel=0.1)
 
 
+def test_margin_leaves_the_window_edges_out_of_the_loss() -> None:
+    x = photo_batch(size=40, batch=2)
+
+    def frame_only(t: torch.Tensor) -> torch.Tensor:
+        """Passes noise through only in a 5-px frame, as a padding effect would; the interior is constant."""
+        out = torch.zeros_like(t)
+        out[..., :5, :], out[..., -5:, :], out[..., :, :5], out[..., :, -5:] = (
+            t[..., :5, :], t[..., -5:, :], t[..., :, :5], t[..., :, -5:])
+        return out
+
+    whole, inner = StabilitySpec(1.0, 0.02, 0), StabilitySpec(1.0, 0.02, 0, margin=5)
+    assert loss_of(frame_only, x, whole) > 1e-5
+    assert loss_of(frame_only, x, inner) == 0.0
+    # With the identity, the margin only changes which pixels are averaged: the noise variance stays σ².
+    assert loss_of(lambda t: t, x, inner) == pytest.approx(0.02**2, rel=0.1)
+    with pytest.raises(ConfigError, match="stability_margin"):
+        load_config(None, {"style_image": "s.jpg", "data_dir": "d", "image_size": 32, "stability_margin": 15})
+    keys = {"style_image": "s.jpg", "data_dir": "d", "image_size": 32, "stability_margin": 14}
+    assert load_config(None, keys).stability_margin == 14
+
+
 def test_clean_output_is_a_fixed_target_unless_asked() -> None:
     x = photo_batch()
     gain = torch.nn.Parameter(torch.tensor(1.5))
