@@ -80,8 +80,15 @@ class Run:
         return Run("reference", self.painting, self.steps, seed=self.seed)
 
     def folder(self, root: Path) -> Path:
-        return root / self.trainer / self.painting.stem / (f"steps{self.steps}"
-                                                            + (f"-seed{self.seed}" if self.seed else ""))
+        """Where this run's model and run.json are written."""
+        return self._seed_folder(root, f"steps{self.steps}")
+
+    def training_folder(self, root: Path) -> Path:
+        """Where this run's recipe trains: one training per recipe, painting and seed serves every length."""
+        return self._seed_folder(root, "train")
+
+    def _seed_folder(self, root: Path, stem: str) -> Path:
+        return root / self.trainer / self.painting.stem / (stem + (f"-seed{self.seed}" if self.seed else ""))
 
     def config_overrides(self) -> dict:
         """A fastnst run's config changes: its variant's, and its seed unless 0 (so earlier runs stay valid)."""
@@ -174,7 +181,7 @@ def train_fastnst(runs: list[Run], data_dir: Path, holdout_every: int, root: Pat
     run of ``runs``, the equal-time one, whose ``steps`` is the reference length it matches)."""
     timed = runs[-1] if cpu_budget is not None else None
     lengths = {run.steps: run for run in runs if run is not timed}
-    folder = runs[0].folder(root).parent / ("train" + (f"-seed{runs[0].seed}" if runs[0].seed else ""))
+    folder = runs[0].training_folder(root)
     if folder.exists():  # a stale or unfinished attempt: start over
         for path in sorted(folder.rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()
