@@ -223,6 +223,7 @@ def main() -> int:
         results[variant] = {"weight": weight, "clean_gradient": both,
                             "stability_shift": config.stability_shift, "stability_noise": config.stability_noise,
                             "stability_margin": config.stability_margin,
+                            "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__},
                             **cost,
                             **measure(model, clip_set, Path(args.photo), (width, height), args.frames, meter,
                                       photos, features)}
@@ -243,6 +244,7 @@ def write(output: Path, recipe_key: dict, results: dict, load: float, started: f
                             "rate held constant; starts from its weights")),
         "learning_rate": recipe_key["learning_rate"], "schedule": recipe_key["schedule"], "amp": base.amp,
         "heldout_photos": photos, "variants": results,
+        # The last run's machine; each variant trained since per-variant records existed names its own.
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average_at_start": round(load, 2),
                     "torch": torch.__version__, "python": platform.python_version()},
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
