@@ -223,7 +223,7 @@ def main() -> int:
         results[variant] = {"weight": weight, "clean_gradient": both,
                             "stability_shift": config.stability_shift, "stability_noise": config.stability_noise,
                             "stability_margin": config.stability_margin,
-                            "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__},
+                            "machine": machine(),
                             **cost,
                             **measure(model, clip_set, Path(args.photo), (width, height), args.frames, meter,
                                       photos, features)}
@@ -232,6 +232,11 @@ def main() -> int:
     write(output, recipe_key, results, load, started, len(paths), base)
     print_table(results)
     return 0
+
+
+def machine() -> dict:
+    """The CPU, core count and torch build, recorded per variant since a report's variants may span machines."""
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__}
 
 
 def write(output: Path, recipe_key: dict, results: dict, load: float, started: float, photos: int,
@@ -244,9 +249,8 @@ def write(output: Path, recipe_key: dict, results: dict, load: float, started: f
                             "rate held constant; starts from its weights")),
         "learning_rate": recipe_key["learning_rate"], "schedule": recipe_key["schedule"], "amp": base.amp,
         "heldout_photos": photos, "variants": results,
-        # The last run's machine; each variant trained since per-variant records existed names its own.
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average_at_start": round(load, 2),
-                    "torch": torch.__version__, "python": platform.python_version()},
+        # This invocation's machine; each variant's entry names the one it trained on (older entries carry none).
+        "machine": {**machine(), "load_average_at_start": round(load, 2), "python": platform.python_version()},
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
