@@ -15,13 +15,18 @@ For each variant, and for the shipped model as it is, it reports:
   perfectly shift-equivariant network would give. It is a reference, not a bound: that frame's instance-norm
   statistics come from the larger picture, so its texture contrast differs from the windows' own;
 * the trainer's content and style loss on the config's held-out photos (fastnst.training.quality.LossMeter);
-* the artifact statistics and flags of fastnst.training.quality.artifact_report on those photos.
+* the artifact statistics and flags of fastnst.training.quality.artifact_report on those photos;
+* ``with_margin``: the clips' flicker and the held-out artifacts again as ``fastnst stylize`` delivers them, with
+  the runtime's default mirrored margin (fastnst.runtime.margin, 32 px) around every frame and photo. The
+  numbers above are the bare network's; a dark frame it draws at its input's edge is cropped away with the margin.
 
 A variant is ``off`` (no stability loss), a weight (``1e8``: the clean output is a fixed target) or a weight with
 ``:both`` (the clean output gets gradient too), and ``:shift=N`` / ``:noise=SIGMA`` / ``:margin=PX`` change that
 variant's perturbation or the border left out of its loss (``1e8:shift=0``: noise only). Results are written to
 ``benchmarks/results/stability.json``; ``--keep`` keeps the variants of an earlier report measured with the same
-recipe, so variants can be added one invocation at a time. Usage:
+recipe, so variants can be added one invocation at a time, and measures ``with_margin`` for kept variants that lack
+it when their trained model is still in ``--runs-dir`` (after checking that it reproduces the stored bare-network
+flicker). Usage:
 
     nice python benchmarks/stability.py [--model starry_night] [--steps 100] [--image-size 128] \\
         [--variants off,3e7,1e8,1e8:both,1e8:shift=0] [--keep]
@@ -58,6 +63,7 @@ from flicker import clips  # noqa: E402  (benchmarks/flicker.py: the clips its t
 from fastnst.bench.machine import cpu_model  # noqa: E402
 from fastnst.model.files import load_model  # noqa: E402
 from fastnst.model.transformer import TransformerNet  # noqa: E402
+from fastnst.runtime.margin import DEFAULT_MARGIN, with_margin  # noqa: E402
 from fastnst.runtime.video import flicker_ratio, model_stylizer  # noqa: E402
 from fastnst.training.config import TrainConfig  # noqa: E402
 from fastnst.training.quality import (  # noqa: E402
@@ -123,19 +129,45 @@ def panned_still(model: TransformerNet, photo: Path, width: int, height: int, fr
 def measure(model: TransformerNet, clip_set: dict[str, torch.Tensor], photo: Path, size: tuple[int, int],
             frames: int, meter: LossMeter, photos: list[torch.Tensor],
             features: list[dict[str, torch.Tensor]]) -> dict:
-    out: dict = {"flicker": {}}
-    for name, clip in clip_set.items():
-        with model_stylizer(model) as stylize:
-            styled = torch.cat([stylize(clip[i : i + FRAME_BATCH]) for i in range(0, clip.shape[0], FRAME_BATCH)])
-        out["flicker"][name] = round(flicker_ratio(clip, styled), 3)
+    """The bare network's flicker, held-out losses and artifacts, and ``with_margin``: flicker and artifacts as
+    ``fastnst stylize`` delivers them."""
+    out = seen_through(model, clip_set, photos, 0)
     out["flicker"]["panned_still"] = round(panned_still(model, photo, *size, frames, clip_set["pan"]), 3)
     with torch.no_grad():
         outputs = [model(p).float().clamp(0, 1) for p in photos]
     losses = [meter(o, f) for o, f in zip(outputs, features, strict=True)]
     out["heldout"] = {key: statistics.fmean(entry[key] for entry in losses) for key in ("content", "style")}
+    out["with_margin"] = {"margin": DEFAULT_MARGIN, **seen_through(model, clip_set, photos, DEFAULT_MARGIN)}
+    return out
+
+
+def seen_through(model: TransformerNet, clip_set: dict[str, torch.Tensor], photos: list[torch.Tensor],
+                 margin: int) -> dict:
+    """Flicker of each clip and the artifact report of the held-out photos, with ``margin`` px mirrored around
+    every frame and photo (0: the bare network)."""
+    out: dict = {"flicker": {}}
+    with model_stylizer(model) as bare:
+        stylize = with_margin(bare, margin)
+        for name, clip in clip_set.items():
+            styled = torch.cat([stylize(clip[i : i + FRAME_BATCH]) for i in range(0, clip.shape[0], FRAME_BATCH)])
+            out["flicker"][name] = round(flicker_ratio(clip, styled), 3)
+        outputs = [stylize(p) for p in photos]
     report = artifact_report(outputs, photos)
     out["artifacts"] = {**asdict(report), "checkerboard_flag": report.checkerboard, "border_flag": report.border}
     return out
+
+
+def add_margin_measure(name: str, entry: dict, model: TransformerNet, clip_set: dict[str, torch.Tensor],
+                       photos: list[torch.Tensor]) -> None:
+    """Give a kept ``entry`` its ``with_margin`` block, after checking that ``model`` is the network it measured:
+    the bare network's flicker must come out as stored."""
+    bare = seen_through(model, clip_set, photos, 0)
+    drift = max(abs(bare["flicker"][clip] - entry["flicker"][clip]) for clip in clip_set)
+    if drift > 0.002:
+        print(f"{name}: the model in the runs folder gives flicker {bare['flicker']}, the report "
+              f"{entry['flicker']}; not the measured network, left without with_margin", flush=True)
+        return
+    entry["with_margin"] = {"margin": DEFAULT_MARGIN, **seen_through(model, clip_set, photos, DEFAULT_MARGIN)}
 
 
 def main() -> int:
@@ -207,6 +239,14 @@ def main() -> int:
     meter = LossMeter(base, vgg)
     load = os.getloadavg()[0]
     started = time.perf_counter()
+    for name, entry in results.items():  # kept variants measured before with_margin was
+        folder = Path(args.runs_dir) / name.replace(":", "_")
+        if "with_margin" in entry or not (name == "shipped" or (folder / "model.safetensors").is_file()):
+            continue
+        print(f"{name}: measuring with the default margin", flush=True)
+        model = shipped if name == "shipped" else load_model(folder / "model.safetensors")[0].eval()
+        add_margin_measure(name, entry, model, clip_set, photos)
+        write(output, recipe_key, results, load, started, len(paths), base)
     if "shipped" not in results:
         results["shipped"] = {"weight": None, "clean_gradient": None,
                               **measure(shipped, clip_set, Path(args.photo), (width, height), args.frames, meter,
@@ -261,14 +301,18 @@ def print_table(results: dict) -> None:
     off_style = results.get("off", {}).get("heldout", {}).get("style")
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}")
     print("| variant | static | pan | object | panned still | held-out style | vs off | held-out content | "
-          "checkerboard | border | s/step |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "checkerboard | border shift | with margin: static | pan | object | border shift | s/step |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, entry in results.items():
         flicker, heldout, artifacts = entry["flicker"], entry["heldout"], entry["artifacts"]
         ratio = f"{heldout['style'] / off_style:.3f}" if off_style else "–"
+        margin = entry.get("with_margin")
+        seen = (f"{margin['flicker']['static']:.3f} | {margin['flicker']['pan']:.3f} | "
+                f"{margin['flicker']['object']:.3f} | {margin['artifacts']['border_luma_shift']:+.3f}"
+                if margin else "– | – | – | –")
         print(f"| {name} | {flicker['static']:.3f} | {flicker['pan']:.3f} | {flicker['object']:.3f} | "
               f"{flicker['panned_still']:.3f} | {heldout['style']:.4g} | {ratio} | {heldout['content']:.4g} | "
-              f"{artifacts['checkerboard_flag']} | {artifacts['border_flag']} | "
+              f"{artifacts['checkerboard_flag']} | {artifacts['border_luma_shift']:+.3f} | {seen} | "
               f"{entry.get('seconds_per_step', '–')} |")
 
 
