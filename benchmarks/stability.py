@@ -131,20 +131,18 @@ def measure(model: TransformerNet, clip_set: dict[str, torch.Tensor], photo: Pat
             features: list[dict[str, torch.Tensor]]) -> dict:
     """The bare network's flicker, held-out losses and artifacts, and ``with_margin``: flicker and artifacts as
     ``fastnst stylize`` delivers them."""
-    out = seen_through(model, clip_set, photos, 0)
+    out, outputs = seen_through(model, clip_set, photos, 0)
     out["flicker"]["panned_still"] = round(panned_still(model, photo, *size, frames, clip_set["pan"]), 3)
-    with torch.no_grad():
-        outputs = [model(p).float().clamp(0, 1) for p in photos]
     losses = [meter(o, f) for o, f in zip(outputs, features, strict=True)]
     out["heldout"] = {key: statistics.fmean(entry[key] for entry in losses) for key in ("content", "style")}
-    out["with_margin"] = {"margin": DEFAULT_MARGIN, **seen_through(model, clip_set, photos, DEFAULT_MARGIN)}
+    out["with_margin"] = margin_block(model, clip_set, photos)
     return out
 
 
 def seen_through(model: TransformerNet, clip_set: dict[str, torch.Tensor], photos: list[torch.Tensor],
-                 margin: int) -> dict:
+                 margin: int) -> tuple[dict, list[torch.Tensor]]:
     """Flicker of each clip and the artifact report of the held-out photos, with ``margin`` px mirrored around
-    every frame and photo (0: the bare network)."""
+    every frame and photo (0: the bare network); also the stylized photos, for the held-out losses."""
     out: dict = {"flicker": {}}
     with model_stylizer(model) as bare:
         stylize = with_margin(bare, margin)
@@ -154,20 +152,30 @@ def seen_through(model: TransformerNet, clip_set: dict[str, torch.Tensor], photo
         outputs = [stylize(p) for p in photos]
     report = artifact_report(outputs, photos)
     out["artifacts"] = {**asdict(report), "checkerboard_flag": report.checkerboard, "border_flag": report.border}
-    return out
+    return out, outputs
+
+
+def margin_block(model: TransformerNet, clip_set: dict[str, torch.Tensor], photos: list[torch.Tensor]) -> dict:
+    """A variant's ``with_margin`` entry: flicker and artifacts through the runtime's default margin."""
+    return {"margin": DEFAULT_MARGIN, **seen_through(model, clip_set, photos, DEFAULT_MARGIN)[0]}
+
+
+def run_folder(runs_dir: str, variant: str) -> Path:
+    """Where ``variant`` trains, and where a later ``--keep`` finds its model."""
+    return Path(runs_dir) / variant.replace(":", "_")
 
 
 def add_margin_measure(name: str, entry: dict, model: TransformerNet, clip_set: dict[str, torch.Tensor],
                        photos: list[torch.Tensor]) -> None:
     """Give a kept ``entry`` its ``with_margin`` block, after checking that ``model`` is the network it measured:
     the bare network's flicker must come out as stored."""
-    bare = seen_through(model, clip_set, photos, 0)
+    bare, _ = seen_through(model, clip_set, photos, 0)
     drift = max(abs(bare["flicker"][clip] - entry["flicker"][clip]) for clip in clip_set)
     if drift > 0.002:
         print(f"{name}: the model in the runs folder gives flicker {bare['flicker']}, the report "
               f"{entry['flicker']}; not the measured network, left without with_margin", flush=True)
         return
-    entry["with_margin"] = {"margin": DEFAULT_MARGIN, **seen_through(model, clip_set, photos, DEFAULT_MARGIN)}
+    entry["with_margin"] = margin_block(model, clip_set, photos)
 
 
 def main() -> int:
@@ -240,7 +248,7 @@ def main() -> int:
     load = os.getloadavg()[0]
     started = time.perf_counter()
     for name, entry in results.items():  # kept variants measured before with_margin was
-        folder = Path(args.runs_dir) / name.replace(":", "_")
+        folder = run_folder(args.runs_dir, name)
         if "with_margin" in entry or not (name == "shipped" or (folder / "model.safetensors").is_file()):
             continue
         print(f"{name}: measuring with the default margin", flush=True)
@@ -256,7 +264,7 @@ def main() -> int:
             continue
         weight, both, overrides = parse_variant(variant)
         config = recipe.replace(stability_weight=weight, **overrides,
-                                output_dir=str(Path(args.runs_dir) / variant.replace(":", "_")))
+                                output_dir=str(run_folder(args.runs_dir, variant)))
         print(f"{variant}: {'training' if args.from_scratch else 'fine-tuning'} {args.steps} steps at "
               f"{args.image_size}² × {args.batch_size}", flush=True)
         model, cost = fine_tune(config, None if args.from_scratch else shipped, both)
