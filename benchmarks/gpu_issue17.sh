@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue #17 (fastest GPU path, training speed, server batching) as ONE device call of about 9 minutes.
+# Issue #17 (fastest GPU path, training speed, server batching) as ONE device call of about 9.5 minutes.
 # Each part is benchmarks/gpu_paths.py; results: $OUT/gpu_issue17.json (every part, raw and summarised) and
 # $OUT/gpu_issue17.log (the whole output); the tables are printed at the end. $OUT defaults to benchmarks/results.
 #
@@ -20,20 +20,23 @@
 #      OUT=/tmp/issue17 bash benchmarks/gpu_issue17.sh --toy       (or TOY=1)
 #
 # Parts and their budgets in seconds on the GPU (each stops itself within its budget; `timeout` backs that up):
-#   train  240  benchmarks/train_throughput.py, 256² × batch 4: the reference recipe with fp32-cl and bf16-cl
+#   train  220  benchmarks/train_throughput.py, 256² × batch 4: the reference recipe with fp32-cl and bf16-cl
 #               eager, then with compile "default", then "reduce-overhead" (CUDA graphs), each run interleaved
 #               with its own reference; then the best variant at batch 8 and 16
-#   infer  160  1920×1080, frame on the GPU: torch fp32 (PSNR reference) and fp16 eager, onnxruntime CUDA fp16
+#   infer  150  1920×1080, frame on the GPU: torch fp32 (PSNR reference) and fp16 eager, onnxruntime CUDA fp16
 #               through fastnst's backend (host copies) and with IO binding, torch.compile default /
 #               reduce-overhead / fastnst's --compile, TensorRT if its libraries exist; PSNR gate 35 dB
-#   video   35  `fastnst stylize` of a 1080p video (30 and 120 frames) with --backend auto
-#   server  55  benchmarks/server_load.py --device cuda, 16 clients, 10 s per mode, batched vs unbatched
+#   video  110  `fastnst stylize` of a 1080p video (30 and 120 frames) with --backend auto, then with --compile
+#               (the second run of each finds the compile caches the first one filled)
+#   server  50  benchmarks/server_load.py --device cuda, 16 clients, 10 s per mode, batched vs unbatched
 #
 # What stands in the way on today's device image (checked against /work/.library/device/KINDS.md):
 #   - its onnxruntime is the CPU build (1.30.0: Azure and CPU providers), and onnxruntime-gpu (a 255 MB wheel)
 #     cannot travel under the 64 MiB limit, so the onnxruntime CUDA cases are skipped with that reason and
-#     `--backend auto` (video, server) runs ONNX Runtime on the CPU there; the script reports which path it got;
-#   - the checkout itself (models/ alone is 99 MiB) is over that limit: --prepare prints the total.
+#     `--backend auto` (video, server) runs PyTorch on the GPU there; the script reports which path it got;
+#   - the checkout itself (models/ alone is 119 MiB) is over that limit: --prepare prints the total. The run
+#     of 2026-12-04 moved every file of models/ out of the tree for the call except starry_night's
+#     model.safetensors, model.json, model.fp16.onnx and README.md (54 MiB travelled, with .whl and .device).
 #
 # Part 4 (not run: it does not fit 15 minutes of device time). The zoo at 5× today's images per style: the
 # shipped models saw 762 steps × 8 ≈ 6 k crops; 3810 steps × 8 ≈ 30 k. The last zoo run reached 762 steps per
@@ -105,7 +108,7 @@ for candidate in .device/photos ../shared/data/photos; do [ -d "$candidate" ] &&
 if [ "$TOY" = 1 ]; then
   DEVICE=cpu
   export OMP_NUM_THREADS=1  # one thread per process: a loaded 2-core machine slows spinning thread teams 100×
-  BUDGETS=(120 45 25 30)
+  BUDGETS=(120 45 60 30)
   TRAIN_ARGS=(--size 32 --batch-size 2 --more-batches 4 --rounds 2 --steps 2 --warmup 1 --run-cap-s 100
               --min-run-s 10)
   INFER_ARGS=(--size 96x64 --repeats 4 --rounds 2 --compile-estimate-s 15)
@@ -117,7 +120,7 @@ else
   INFER_ARGS=(--size 1920x1080 --repeats 40 --rounds 4)
   VIDEO_ARGS=(--size 1920x1080 --frames 30 120)
   SERVER_ARGS=(--seconds 10 --clients 16 --side 512 --warmup 2)
-  BUDGETS=(240 160 35 55)
+  BUDGETS=(220 150 110 50)
 fi
 BUDGET_TRAIN=${BUDGET_TRAIN:-${BUDGETS[0]}} BUDGET_INFER=${BUDGET_INFER:-${BUDGETS[1]}}
 BUDGET_VIDEO=${BUDGET_VIDEO:-${BUDGETS[2]}} BUDGET_SERVER=${BUDGET_SERVER:-${BUDGETS[3]}}

@@ -2,7 +2,8 @@
 
 ``auto`` picks the fastest backend that can run the request: ONNX Runtime when it is installed and the model has
 an ONNX export of that precision (faster than PyTorch on the CPUs measured, see docs/benchmarks.md; on GPUs it adds
-TensorRT), otherwise PyTorch; bf16 only runs on PyTorch. Precision ``auto`` is
+TensorRT), otherwise PyTorch; bf16 only runs on PyTorch. On a GPU, ONNX Runtime must get its CUDA or TensorRT
+provider; a build without them would run on the CPU, so PyTorch runs on the GPU instead. Precision ``auto`` is
 fp32 on CPUs (exact) and fp16 on GPUs; an ``.onnx`` file given directly runs in its own precision. A multi-style
 model chooses the same way: its export takes the style mix as an input; PyTorch runs it baked.
 """
@@ -19,7 +20,7 @@ from fastnst.model.files import ONNX_FILES, ModelInfo, find_model, load_model, l
 from fastnst.model.mixing import Mix, model_styles, style_weights
 from fastnst.model.transformer import TransformerSpec
 from fastnst.runtime.base import Backend
-from fastnst.utils.errors import BackendError
+from fastnst.utils.errors import BackendError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,15 @@ def load_backend(model: str | os.PathLike[str], *, backend: str = "auto", precis
     exported = onnx_file(weights.parent, precision)
     if backend == "auto":
         if precision != "bf16" and exported is not None and have_onnxruntime():
-            backend = "onnxruntime"
+            if target.type != "cuda" or precision == "int8":  # int8 runs on ONNX Runtime alone, wherever
+                backend = "onnxruntime"
+            else:  # only if a GPU provider really runs: a CPU-only build would fall back to the CPU
+                try:
+                    return _onnx_for(model, weights, exported, precision, "cuda", threads, style=style, mix=mix)
+                except BackendError as exc:
+                    log.info("onnxruntime cannot run on the GPU here (%s): using the torch backend",
+                             first_line(exc))
+                    backend = "torch"
         elif precision == "int8":
             raise BackendError(f"int8 needs {weights.parent / ONNX_FILES['int8']} and the onnxruntime package; "
                                f"make it with `fastnst export -m {model} --precision int8`")
@@ -88,21 +97,28 @@ def load_backend(model: str | os.PathLike[str], *, backend: str = "auto", precis
                 log.info("no %s beside %s (or no onnxruntime): using the torch backend; `fastnst export` makes it",
                          ONNX_FILES[precision], weights.name)
     if backend == "onnxruntime":
-        if exported is None:
-            raise BackendError(f"{weights.parent} has no {ONNX_FILES.get(precision, 'ONNX file')} for {precision}; "
-                               f"make it with `fastnst export -m {model} --precision "
-                               f"{precision if precision in ONNX_FILES else 'fp32'}`")
-        _, info = load_model(weights, device="cpu")
-        mixture = style_weights(info.styles, style=style, mix=mix)  # a style the model does not hold is refused
-        onnx_backend, _ = _onnx(exported, precision, device, threads)
-        held = onnx_backend.styles  # type: ignore[attr-defined]
-        if (len(held) > 1 or len(info.styles) > 1) and held != info.styles:  # exported before styles were added
-            raise BackendError(f"{exported.name} holds the styles {', '.join(held)} but the model holds "
-                               f"{', '.join(info.styles)}; export it again with `fastnst export -m {model}`")
-        onnx_backend.set_style_weights(mixture)  # type: ignore[attr-defined]
-        return onnx_backend, info
+        return _onnx_for(model, weights, exported, precision, device, threads, style=style, mix=mix)
     net, info = load_styled_model(weights, device=target, style=style, mix=mix)
     return TorchBackend(net, device=str(target), precision=precision, compile=compile), info
+
+
+def _onnx_for(model: str | os.PathLike[str], weights: Path, exported: Path | None, precision: str, device: str,
+              threads: int | None, *, style: str | None, mix: Mix | None) -> tuple[Backend, ModelInfo]:
+    """ONNX Runtime running ``exported``, the export of ``weights`` (``model`` as the user named it), with the
+    style or mix chosen and checked against the model's own styles."""
+    if exported is None:
+        raise BackendError(f"{weights.parent} has no {ONNX_FILES.get(precision, 'ONNX file')} for {precision}; "
+                           f"make it with `fastnst export -m {model} --precision "
+                           f"{precision if precision in ONNX_FILES else 'fp32'}`")
+    _, info = load_model(weights, device="cpu")
+    mixture = style_weights(info.styles, style=style, mix=mix)  # a style the model does not hold is refused
+    onnx_backend, _ = _onnx(exported, precision, device, threads)
+    held = onnx_backend.styles  # type: ignore[attr-defined]
+    if (len(held) > 1 or len(info.styles) > 1) and held != info.styles:  # exported before styles were added
+        raise BackendError(f"{exported.name} holds the styles {', '.join(held)} but the model holds "
+                           f"{', '.join(info.styles)}; export it again with `fastnst export -m {model}`")
+    onnx_backend.set_style_weights(mixture)  # type: ignore[attr-defined]
+    return onnx_backend, info
 
 
 def _onnx(path: Path, precision: str | None, device: str, threads: int | None, *, style: str | None = None,

@@ -20,10 +20,11 @@ from fastnst.utils.errors import BackendError
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TORCH_PRECISIONS = tuple(_DTYPES)
 # torch.compile settings. On GPUs the eager network spends most of its time in memory-bound instance norm, padding
-# and layout copies that the compiler fuses; autotuning the convolutions costs about a minute per input size, once.
-# On CPUs "freezing" turns the weights into constants so the oneDNN convolutions get prepacked weights. Timings:
-# docs/benchmarks.md.
-COMPILE_SETTINGS: dict[str, dict] = {"cuda": {"mode": "max-autotune-no-cudagraphs"},
+# and layout copies that the compiler fuses. The default mode compiles in about half a minute per input size;
+# autotuning the convolutions too ("max-autotune-no-cudagraphs") took 2.5 times as long for a frame time within
+# 3 %, which only pays back after hours of video. On CPUs "freezing" turns the weights into constants so the oneDNN
+# convolutions get prepacked weights. Timings: docs/benchmarks.md.
+COMPILE_SETTINGS: dict[str, dict] = {"cuda": {"mode": "default"},
                                      "cpu": {"options": {"freezing": True}}}
 
 

@@ -198,6 +198,44 @@ def test_selection_auto_explicit_and_errors(tmp_path: Path) -> None:
 
 
 @onnx_available
+def test_auto_on_a_gpu_keeps_the_gpu_when_onnxruntime_cannot_use_it(monkeypatch: pytest.MonkeyPatch,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """A CPU-only ONNX Runtime on a GPU machine must not pull inference onto the CPU: auto runs PyTorch on the GPU.
+
+    The GPU is faked (the device policy answers cuda, the torch backend is recorded instead of built); the ONNX
+    Runtime here really fails on the GPU (none is present), as a CPU-only build or one without its CUDA libraries
+    does on a GPU machine."""
+    from onnx_helpers import tiny_export
+
+    import fastnst.runtime.torch_backend as torch_backend_module
+    import fastnst.utils.device as device_module
+    from fastnst.runtime import select
+
+    if torch.cuda.is_available():
+        pytest.skip("a real GPU is here: ONNX Runtime may really run on it, and the test fakes one it cannot use")
+    built: list[dict] = []
+
+    class RecordedTorchBackend:
+        name = "torch"
+
+        def __init__(self, net: TransformerNet, **kwargs: object) -> None:
+            built.append(kwargs)
+
+    monkeypatch.setattr(device_module, "resolve_device", lambda name, index=None: torch.device("cuda", 0))
+    monkeypatch.setattr(torch_backend_module, "TorchBackend", RecordedTorchBackend)
+    monkeypatch.setattr(select, "load_styled_model",
+                        lambda weights, device, style, mix: select.load_model(weights, device="cpu"))
+    tiny = tiny_export()
+    with caplog.at_level(logging.INFO, logger="fastnst.runtime.select"):
+        backend, info = select.load_backend(tiny.folder, device="auto")
+    assert backend.name == "torch" and info.name == "tiny"
+    assert built == [{"device": "cuda:0", "precision": "fp16", "compile": False}]
+    assert "onnxruntime cannot run on the GPU here" in caplog.text
+    with pytest.raises(BackendError, match="no ONNX Runtime provider could run"):  # asked for explicitly: refused
+        select.load_backend(tiny.folder, backend="onnxruntime", device="cuda")
+
+
+@onnx_available
 def test_an_int8_onnx_file_runs_in_its_own_precision(tmp_path: Path) -> None:
     from onnx_helpers import patched_trace, tiny_export
 
