@@ -43,8 +43,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                              "onnxruntime backend and model.int8.onnx [default: auto]")
     parser.add_argument("--compile", action="store_true",
                         help="run the network through torch.compile (torch backend): on GPUs several times faster "
-                             "per frame after a minute of compiling per input size, so for videos and same-size "
-                             "batches")
+                             "per frame after half a minute of compiling per input size (seconds once cached), so "
+                             "for videos and same-size batches")
     parser.add_argument("--max-pixels", type=int, default=None,
                         help="refuse images with more decoded pixels than this [default: 100000000]")
     parser.add_argument("--style", metavar="NAME",

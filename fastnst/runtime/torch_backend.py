@@ -14,6 +14,7 @@ import torch
 from fastnst.model.transformer import MIN_INTERNAL_SIDE, TransformerNet
 from fastnst.runtime.base import check_batch
 from fastnst.runtime.fused import FusedTransformer, pad_for_network
+from fastnst.utils.cache import keep_compile_cache
 from fastnst.utils.device import default_inference_precision, resolve_device
 from fastnst.utils.errors import BackendError
 
@@ -62,6 +63,7 @@ class TorchBackend:
         self.network = network.eval()
         self.compiled = compile
         if compile:
+            keep_compile_cache()
             self.network = torch.compile(self.network, dynamic=False, **COMPILE_SETTINGS[target.type])
         self._dtype = _DTYPES[precision]
 

@@ -38,6 +38,7 @@ from fastnst.training.data import CropSpec, PhotoCrops, StepBatches, draw_styles
 from fastnst.training.lineage import lineage_of, run_record
 from fastnst.training.stability import StabilitySpec, stability_loss, step_generator
 from fastnst.utils.atomic import atomic_write_text
+from fastnst.utils.cache import keep_compile_cache
 from fastnst.utils.device import autocast_dtype, resolve_device
 from fastnst.utils.errors import CheckpointError, ConfigError, FastNSTError
 from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side
@@ -270,6 +271,7 @@ class Trainer:
         self.vgg_fn: nn.Module = self.vgg
         self.loss_fn: nn.Module = self.loss
         if config.compile != "off":
+            keep_compile_cache()
             self.ddp_model = torch.compile(self.ddp_model, mode=config.compile)  # type: ignore[assignment]
             self.vgg_fn = torch.compile(self.vgg, mode=config.compile)  # type: ignore[assignment]
             self.loss_fn = torch.compile(self.loss, mode=config.compile)  # Gram matrices and reductions fuse

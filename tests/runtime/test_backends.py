@@ -342,6 +342,20 @@ def test_torch_backend_compile_gives_the_eager_result(compile_without_a_c_compil
     assert (compiled.stylize(batch) - eager).abs().max().item() < 1e-5
 
 
+def test_compile_keeps_its_cache_in_fastnsts_folder_unless_one_is_chosen(
+        compile_without_a_c_compiler: list[dict], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    from fastnst.utils.cache import COMPILE_CACHE_ENV, default_cache_dir
+
+    monkeypatch.delenv(COMPILE_CACHE_ENV, raising=False)
+    TorchBackend(_tiny(), device="cpu", precision="fp32", compile=True)
+    assert os.environ[COMPILE_CACHE_ENV] == str(default_cache_dir() / "torch-compile")
+    monkeypatch.setenv(COMPILE_CACHE_ENV, str(tmp_path / "mine"))
+    TorchBackend(_tiny(), device="cpu", precision="fp32", compile=True)
+    assert os.environ[COMPILE_CACHE_ENV] == str(tmp_path / "mine")
+
+
 def test_compile_selects_the_torch_backend_and_refuses_onnx(compile_without_a_c_compiler: list[dict]) -> None:
     from onnx_helpers import tiny_export
 
