@@ -24,8 +24,8 @@
 #               eager, then with compile "default", then "reduce-overhead" (CUDA graphs), each run interleaved
 #               with its own reference; then the best variant at batch 8 and 16
 #   infer  150  1920×1080, frame on the GPU: torch fp32 (PSNR reference) and fp16 eager, onnxruntime CUDA fp16
-#               through fastnst's backend (host copies) and with IO binding, torch.compile default /
-#               reduce-overhead / fastnst's --compile, TensorRT if its libraries exist; PSNR gate 35 dB
+#               through fastnst's backend (host copies) and with IO binding, fastnst's --compile (torch.compile's
+#               default mode), reduce-overhead (CUDA graphs), TensorRT if its libraries exist; PSNR gate 35 dB
 #   video  110  `fastnst stylize` of a 1080p video (30 and 120 frames) with --backend auto, then with --compile
 #               (the second run of each finds the compile caches the first one filled)
 #   server  50  benchmarks/server_load.py --device cuda, 16 clients, 10 s per mode, batched vs unbatched
