@@ -130,6 +130,25 @@ def test_overlapped_decoding_and_encoding_write_the_same_file(tmp_path: Path, mo
         assert (tmp_path / "out_True.mp4").read_bytes() == (tmp_path / "out_False.mp4").read_bytes()
 
 
+def test_ctrl_c_while_overlapped_leaves_no_file_and_no_thread(tmp_path: Path) -> None:
+    import threading
+
+    source = make_video(tmp_path / "in.mp4", frames=12)
+    calls = []
+    before = threading.active_count()
+
+    def interrupted(batch: torch.Tensor) -> torch.Tensor:
+        calls.append(batch.shape[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return batch
+
+    with pytest.raises(KeyboardInterrupt):
+        stylize_video(source, tmp_path / "out.mp4", interrupted, batch_size=2, overlap=True)
+    no_leftovers(tmp_path, {"in.mp4"})
+    assert threading.active_count() == before
+
+
 def test_decoding_and_encoding_overlap_only_when_the_model_leaves_the_cpu_free(model: TransformerNet) -> None:
     from types import SimpleNamespace
 
