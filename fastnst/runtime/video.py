@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -33,8 +32,6 @@ from fastnst.model.transformer import TransformerNet
 from fastnst.runtime.base import Backend
 from fastnst.runtime.color import Controls, apply_controls
 from fastnst.runtime.margin import DEFAULT_MARGIN, with_margin
-from fastnst.runtime.onnx_backend import CUDA, TENSORRT
-from fastnst.runtime.overlap import run_overlapped
 from fastnst.utils.atomic import atomic_path
 from fastnst.utils.errors import VideoError, first_line
 
@@ -194,17 +191,8 @@ def stylize_video_file(runner: TransformerNet | Backend, source: str | os.PathLi
     TemporalBlend(flicker)  # validate before any decoding
     with frame_stylizer(runner, smoothing=smoothing) as stylize:
         return stylize_video(source, target, with_margin(stylize, margin), batch_size=batch_size,
-                             controls=controls, flicker=flicker, max_pixels=max_pixels, progress=progress,
-                             overlap=runs_on_gpu(runner))
-
-
-def runs_on_gpu(runner: TransformerNet | Backend) -> bool:
-    """Whether the model runs on a GPU, leaving the CPU's cores to decoding and encoding. On a CPU they compete
-    with the model for the same cores: overlapping them gained nothing there (docs/benchmarks.md)."""
-    if isinstance(runner, TransformerNet):
-        return next(runner.parameters()).device.type == "cuda"
-    device = str(getattr(runner, "device", "cpu"))
-    return device.startswith("cuda") or device in (CUDA, TENSORRT)
+                             controls=controls, flicker=flicker,
+                             max_pixels=max_pixels, progress=progress)
 
 
 MOTION_SCALE = 0.05  # input change (mean over RGB, 0..1) at which carrying the old output over fades to e^-1
@@ -243,11 +231,6 @@ def _to_batch(frames: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def _to_pixels(batch: torch.Tensor) -> np.ndarray:
-    """Float [N, 3, H, W] → uint8 [N, H, W, 3], rounded; the same values as clamping to [0, 1] first."""
-    return batch.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
 def _controlled(stylized: torch.Tensor, original: torch.Tensor, controls: Controls) -> torch.Tensor:
     """Controls per frame (histogram matching must not pool a batch's frames)."""
     if controls.is_identity:
@@ -256,62 +239,14 @@ def _controlled(stylized: torch.Tensor, original: torch.Tensor, controls: Contro
                       for i in range(stylized.shape[0])])
 
 
-@dataclass
-class _Frames:
-    """Consecutive video frames on their way through: the decoded batch, then the stylized one."""
-
-    batch: torch.Tensor  # float [N, 3, H, W] in [0, 1]
-    pts: list[int]  # output presentation times, in frames
-
-
-@dataclass
-class _Audio:
-    """An audio packet to copy, or a decoded audio frame to encode."""
-
-    item: Any
-    copy: bool
-
-
-def _decoded(reader: Any, in_video: Any, in_audio: Any | None, copy_audio: bool, size: tuple[int, int],
-             fps: Fraction, batch_size: int) -> Iterator[_Frames | _Audio]:
-    """The input in muxing order: batches of up to ``batch_size`` frames cropped to ``size`` (width, height) with
-    their output times, and the audio as it comes."""
-    width, height = size
-    frames: list[np.ndarray] = []
-    pts: list[int] = []
-    last_pts = -1
-    streams = [in_video] + ([in_audio] if in_audio is not None else [])
-    for packet in reader.demux(*streams):
-        if packet.stream is in_video:
-            for frame in packet.decode():
-                seconds = frame.time if frame.time is not None else (last_pts + 1) / fps
-                last_pts = max(last_pts + 1, round(seconds * fps))
-                frames.append(frame.to_ndarray(format="rgb24")[:height, :width])
-                pts.append(last_pts)
-                if len(frames) >= batch_size:
-                    yield _Frames(_to_batch(frames), pts)
-                    frames, pts = [], []
-        elif copy_audio:
-            if packet.dts is not None:  # None: the demuxer's end-of-stream marker
-                yield _Audio(packet, copy=True)
-        else:
-            for audio_frame in packet.decode():
-                yield _Audio(audio_frame, copy=False)
-    if frames:
-        yield _Frames(_to_batch(frames), pts)
-
-
 def stylize_video(source: str | os.PathLike[str], target: str | os.PathLike[str], stylize: Stylizer, *,
                   batch_size: int = DEFAULT_BATCH, controls: Controls | None = None, flicker: float = 0.0,
-                  max_pixels: int | None = None, progress: Callable[[int], None] | None = None,
-                  overlap: bool = False) -> Path:
+                  max_pixels: int | None = None, progress: Callable[[int], None] | None = None) -> Path:
     """Stylize every frame of ``source`` into ``target`` (container from its extension); returns ``target``.
 
     ``stylize`` gets batches of up to ``batch_size`` consecutive frames; ``flicker`` is the
-    :class:`TemporalBlend` strength (0 = off); ``progress`` is called with the number of frames just written
-    (from the writing thread when overlapped). ``max_pixels`` caps the frame size (width × height).
-    ``overlap=True`` decodes and encodes in threads of their own beside ``stylize`` (:mod:`fastnst.runtime.overlap`),
-    which pays when ``stylize`` leaves the CPU free (a GPU); the output is the same either way.
+    :class:`TemporalBlend` strength (0 = off); ``progress`` is called with the number of frames just written.
+    ``max_pixels`` caps the frame size (width × height).
     """
     av = _av()
     src, dst = Path(source), Path(target)
@@ -339,7 +274,7 @@ def stylize_video(source: str | os.PathLike[str], target: str | os.PathLike[str]
             with atomic_path(dst) as tmp, av.open(str(tmp), mode="w") as writer:
                 out_video = writer.add_stream(encoder, rate=info.fps, options=options)
                 out_video.width, out_video.height, out_video.pix_fmt = width, height, "yuv420p"
-                # Frame threads as well as slices: libx264 then keeps every core busy (PyAV asks for slices only).
+                # Frame threads as well as slices: libx264 then keeps more cores busy (PyAV asks for slices only).
                 out_video.codec_context.thread_type = "AUTO"
                 out_video.time_base = Fraction(1, 1) / info.fps
                 if encoder == "mpeg4":
@@ -352,36 +287,50 @@ def stylize_video(source: str | os.PathLike[str], target: str | os.PathLike[str]
                     else:
                         out_audio = writer.add_stream(audio_encoder, rate=in_audio.codec_context.sample_rate
                                                       or 48_000)
+                pending: list[tuple[np.ndarray, int]] = []  # (rgb frame, output pts)
+                last_pts = -1
 
-                def stylized(item: _Frames | _Audio) -> _Frames | _Audio:
-                    if isinstance(item, _Audio):
-                        return item
-                    result = _controlled(temporal(item.batch, stylize(item.batch)), item.batch, controls)
-                    return _Frames(result, item.pts)
-
-                def write(item: _Frames | _Audio) -> None:
+                def flush() -> None:
                     nonlocal written
-                    if isinstance(item, _Audio):
-                        if item.copy:
-                            item.item.stream = out_audio
-                            writer.mux(item.item)
-                        else:
-                            item.item.pts = None
-                            for packet in out_audio.encode(item.item):  # type: ignore[union-attr]
-                                writer.mux(packet)
+                    if not pending:
                         return
-                    for rgb, pts in zip(_to_pixels(item.batch), item.pts, strict=True):
+                    original = _to_batch([frame for frame, _ in pending])
+                    result = _controlled(temporal(original, stylize(original)), original, controls)
+                    pixels = result.clamp(0, 1).mul(255).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+                    for rgb, (_, pts) in zip(pixels, pending, strict=False):
                         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
                         frame = frame.reformat(format="yuv420p")
                         frame.pts = pts
                         for packet in out_video.encode(frame):
                             writer.mux(packet)
-                    written += len(item.pts)
+                    written += len(pending)
                     if progress is not None:
-                        progress(len(item.pts))
+                        progress(len(pending))
+                    pending.clear()
 
-                run_overlapped(_decoded(reader, in_video, in_audio if out_audio is not None else None, copy_audio,
-                                        (width, height), info.fps, batch_size), stylized, write, overlap=overlap)
+                streams = [in_video] + ([in_audio] if in_audio is not None else [])
+                for packet in reader.demux(*streams):  # type: ignore[attr-defined]
+                    if packet.stream is in_video:
+                        for frame in packet.decode():
+                            seconds = frame.time if frame.time is not None else (last_pts + 1) / info.fps
+                            pts = max(last_pts + 1, round(seconds * info.fps))
+                            last_pts = pts
+                            rgb = frame.to_ndarray(format="rgb24")[:height, :width]
+                            pending.append((rgb, pts))
+                            if len(pending) >= batch_size:
+                                flush()
+                    elif out_audio is not None:
+                        if copy_audio:
+                            if packet.dts is None:  # the demuxer's end-of-stream marker
+                                continue
+                            packet.stream = out_audio
+                            writer.mux(packet)
+                        else:
+                            for audio_frame in packet.decode():
+                                audio_frame.pts = None
+                                for out_packet in out_audio.encode(audio_frame):
+                                    writer.mux(out_packet)
+                flush()
                 if written == 0:
                     raise VideoError(f"{src} holds no decodable video frames")
                 for packet in out_video.encode(None):

@@ -103,63 +103,6 @@ def test_stylize_keeps_frames_fps_size_and_audio(tmp_path: Path, model: Transfor
     assert audio_seconds(target) == pytest.approx(audio_seconds(source), abs=0.1)
 
 
-def packets(path: Path) -> list[tuple[str, int | None, bytes]]:
-    """Every packet of the file in muxing order: what it holds, not container headers (WebM's carry a random
-    segment id, so two runs of the same writer differ in those bytes)."""
-    with av.open(str(path)) as container:
-        return [(p.stream.type, p.pts, bytes(p)) for p in container.demux() if p.size]
-
-
-@pytest.mark.parametrize("suffix", [".mp4", ".webm"])  # audio copied, audio re-encoded
-def test_overlapped_decoding_and_encoding_write_the_same_file(tmp_path: Path, model: TransformerNet,
-                                                               suffix: str) -> None:
-    """Decoding and encoding in threads beside the model changes nothing that is written, flicker blending and
-    colour controls (which carry state from batch to batch) included."""
-    source = make_video(tmp_path / "in.mp4", frames=11)
-    outputs = {}
-    for overlap in (False, True):
-        target = tmp_path / f"out_{overlap}{suffix}"
-        with model_stylizer(model) as stylize:
-            stylize_video(source, target, stylize, batch_size=3, flicker=0.5, controls=Controls(0.8, "luminance"),
-                          overlap=overlap)
-        outputs[overlap] = packets(target)
-    assert outputs[True] == outputs[False]
-    assert sum(kind == "video" for kind, _, _ in outputs[True]) == 11
-    assert any(kind == "audio" for kind, _, _ in outputs[True])
-    if suffix == ".mp4":  # MP4 headers hold nothing random: the whole file is the same
-        assert (tmp_path / "out_True.mp4").read_bytes() == (tmp_path / "out_False.mp4").read_bytes()
-
-
-def test_ctrl_c_while_overlapped_leaves_no_file_and_no_thread(tmp_path: Path) -> None:
-    import threading
-
-    source = make_video(tmp_path / "in.mp4", frames=12)
-    calls = []
-    before = threading.active_count()
-
-    def interrupted(batch: torch.Tensor) -> torch.Tensor:
-        calls.append(batch.shape[0])
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return batch
-
-    with pytest.raises(KeyboardInterrupt):
-        stylize_video(source, tmp_path / "out.mp4", interrupted, batch_size=2, overlap=True)
-    no_leftovers(tmp_path, {"in.mp4"})
-    assert threading.active_count() == before
-
-
-def test_decoding_and_encoding_overlap_only_when_the_model_leaves_the_cpu_free(model: TransformerNet) -> None:
-    from types import SimpleNamespace
-
-    from fastnst.runtime.video import runs_on_gpu
-
-    assert not runs_on_gpu(model)  # the bare network on the CPU
-    for device, expected in (("cpu", False), ("CPUExecutionProvider", False), ("cuda:0", True),
-                             ("CUDAExecutionProvider", True), ("TensorrtExecutionProvider", True)):
-        assert runs_on_gpu(SimpleNamespace(device=device)) is expected, device
-
-
 def test_odd_sizes_and_silent_video(tmp_path: Path, model: TransformerNet) -> None:
     source = make_video(tmp_path / "odd.mkv", width=65, height=49, frames=5, audio=False, codec="ffv1",
                         pix_fmt="yuv444p")
@@ -207,10 +150,9 @@ def test_temporal_blend_follows_motion() -> None:
         TemporalBlend(1.0)
 
 
-@pytest.mark.parametrize("overlap", [False, True])
 @pytest.mark.parametrize("content", [b"", b"not a video at all" * 50, "truncated"])
 def test_corrupt_input_gives_one_line_and_no_output(tmp_path: Path, model: TransformerNet,
-                                                    content: bytes | str, overlap: bool) -> None:
+                                                    content: bytes | str) -> None:
     source = tmp_path / "bad.mp4"
     if content == "truncated":
         good = make_video(tmp_path / "good.mp4").read_bytes()
@@ -220,7 +162,7 @@ def test_corrupt_input_gives_one_line_and_no_output(tmp_path: Path, model: Trans
         source.write_bytes(content)  # type: ignore[arg-type]
     target = tmp_path / "out.mp4"
     with model_stylizer(model) as stylize, pytest.raises(VideoError) as error:
-        stylize_video(source, target, stylize, overlap=overlap)  # with overlap, the reader thread meets it
+        stylize_video(source, target, stylize)
     message = str(error.value)
     assert "\n" not in message and "bad.mp4" in message
     no_leftovers(tmp_path, {"bad.mp4"})
