@@ -25,7 +25,7 @@ import av
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from gpu_paths import make_video  # noqa: E402
+from gpu_paths import encode_frames, make_video  # noqa: E402
 
 from fastnst.bench.machine import cpu_model  # noqa: E402
 
@@ -34,19 +34,10 @@ SETTINGS = {"slice threads (PyAV's default)": "SLICE", "frame and slice threads 
 
 def encode_seconds(frames: list, thread_type: str) -> float:
     """Wall seconds libx264 takes to encode ``frames`` (rgb24 arrays) with ``thread_type`` threading."""
+    height, width = frames[0].shape[:2]
     start = time.perf_counter()
-    with av.open(io.BytesIO(), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=30, options={"crf": "18", "preset": "medium"})
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.thread_type = thread_type
-        for index, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-            frame.pts = index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+    encode_frames(io.BytesIO(), frames, width, height, options={"crf": "18", "preset": "medium"},
+                  thread_type=thread_type)
     return time.perf_counter() - start
 
 

@@ -27,4 +27,3 @@ def keep_compile_cache() -> Path:
     user chose a folder: there they outlive /tmp, and a later process compiles an input size it has seen in seconds
     instead of half a minute or more (docs/benchmarks.md). Returns the folder in use."""
     return Path(os.environ.setdefault(COMPILE_CACHE_ENV, str(default_cache_dir() / "torch-compile")))
-
