@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from fastnst._version import __version__
+from fastnst.utils.device import native_bf16
 from fastnst.utils.errors import FastNSTError, first_line
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ def _cases(weights: Path, backends: list[str], precisions: list[str] | None, tar
     cases: list[Case] = []
     if "torch" in backends:
         for precision in [p for p in wanted if p != "int8"]:
-            if precision == "bf16" and not _bf16_ok(target):
+            if precision == "bf16" and not native_bf16(target):
                 skipped.append({"size": "all", "case": "torch bf16", "reason": "no native bf16 on this device"})
                 continue
             if precision == "fp16" and not gpu:
@@ -299,15 +300,6 @@ def _device_of(case: Case, target: torch.device) -> str:
 
 def _precision_of(case: Case) -> str:
     return case.precision
-
-
-def _bf16_ok(target: torch.device) -> bool:
-    if target.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def _psnr(expected: torch.Tensor, got: torch.Tensor) -> float:

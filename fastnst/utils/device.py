@@ -6,6 +6,7 @@ that turns it into a :class:`torch.device` and decides what "auto" means, so the
 
 from __future__ import annotations
 
+import platform
 from typing import Literal
 
 import torch
@@ -14,6 +15,7 @@ from fastnst.utils.errors import DeviceError
 
 Device = Literal["auto", "cpu", "cuda"]
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+X86_MACHINES = frozenset({"x86_64", "amd64", "i386", "i686", "x86"})  # platform.machine(), lower-cased
 
 
 def cuda_available() -> bool:
@@ -44,11 +46,22 @@ def resolve_device(name: str, index: int | None = None) -> torch.device:
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether oneDNN runs bf16 convolutions natively on this CPU (AVX512-BF16 / AMX); elsewhere it is emulated."""
+    """Whether this CPU runs bf16 convolutions natively; elsewhere oneDNN emulates them, slower than fp32.
+
+    oneDNN's own check also says yes on x86 CPUs with plain AVX-512 (Intel Ice Lake, Cascade Lake), where it
+    emulates bf16: a VGG16 step there took 3.4× its fp32 time (docs/benchmarks.md). On x86 this therefore also
+    asks for the AVX512-BF16 or AMX instructions; other architectures keep oneDNN's answer."""
     try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+            return False
     except (AttributeError, RuntimeError):
         return False
+    if platform.machine().lower() not in X86_MACHINES:
+        return True
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(probe is None for probe in probes):
+        return True  # a torch without the probes: oneDNN's answer is all there is
+    return any(bool(probe()) for probe in probes if probe is not None)
 
 
 def native_bf16(device: torch.device) -> bool:

@@ -19,6 +19,7 @@ from fastnst.optimizer.loop import load_loss_network, optimize, optimize_files, 
 from fastnst.perceptual.losses import StyleLoss
 from fastnst.perceptual.vgg import VGGFeatures
 from fastnst.runtime.color import transfer_luminance
+from fastnst.utils.device import cpu_has_native_bf16
 from fastnst.utils.errors import ConfigError, ImageError
 from fastnst.utils.images import image_to_tensor, load_rgb
 
@@ -121,7 +122,7 @@ def test_transfer_luminance_keeps_content_colours() -> None:
 def test_bf16_resolution() -> None:
     cpu = torch.device("cpu")
     assert use_bf16("bf16", cpu) and not use_bf16("none", cpu)
-    assert use_bf16("auto", cpu) == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert use_bf16("auto", cpu) == cpu_has_native_bf16()
 
 
 def test_tiny_image_refused_before_loading_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
