@@ -22,7 +22,7 @@ from fastnst.utils.typed_config import Schema, option, read_toml, resolve_path
 
 AmpMode = Literal["none", "bf16", "fp16", "auto"]
 VggWeights = Literal["vgg16", "vgg19", "vgg19_caffe"]
-Schedule = Literal["constant", "cosine"]
+Schedule = Literal["constant", "cosine", "cooldown"]
 Device = Literal["auto", "cpu", "cuda"]
 CompileMode = Literal["off", "default", "reduce-overhead"]
 
@@ -95,11 +95,13 @@ class TrainConfig:
     steps: int = option(2000, "optimizer steps")
     learning_rate: float = option(1e-3, "Adam learning rate")
     schedule: Schedule = option(
-        "constant", "learning-rate schedule after warm-up: constant (as in Johnson et al.), or cosine decay to "
+        "constant", "learning-rate schedule after warm-up: constant (as in Johnson et al.); cosine decay to "
         "learning_rate × min_lr_ratio at the last step (it decays early in a short run: 1.4× the style loss of "
-        "constant at 200 steps, docs/benchmarks.md)")
+        "constant at 200 steps, docs/benchmarks.md); or cooldown: constant, then a linear decay to "
+        "learning_rate × min_lr_ratio over the last cooldown_fraction of the steps")
     warmup_steps: int = option(0, "steps of linear learning-rate warm-up")
-    min_lr_ratio: float = option(0.1, "cosine schedule ends at learning_rate × this")
+    min_lr_ratio: float = option(0.1, "the cosine and cooldown schedules end at learning_rate × this")
+    cooldown_fraction: float = option(0.2, "share of the steps over which the cooldown schedule decays")
     seed: int = option(0, "seed for weights, crops and data order")
     # --- performance
     device: Device = option("auto", "cpu, cuda or auto")
@@ -147,6 +149,8 @@ class TrainConfig:
             out.append("style_layers must name at least one layer")
         if self.holdout_every == 1:
             out.append("holdout_every = 1 would hold out every photo; use 0 (none) or ≥ 2")
+        if not (math.isfinite(self.cooldown_fraction) and 0 < self.cooldown_fraction <= 1):
+            out.append(f"cooldown_fraction must be in (0, 1], got {self.cooldown_fraction}")
         if not (math.isfinite(self.crop_max_scale) and self.crop_max_scale >= 1):
             out.append(f"crop_max_scale must be a finite number ≥ 1, got {self.crop_max_scale}")
         if self.stability_shift >= self.image_size // 2:

@@ -39,7 +39,7 @@ from fastnst.training.lineage import lineage_of, run_record
 from fastnst.training.stability import StabilitySpec, stability_loss, step_generator
 from fastnst.utils.atomic import atomic_write_text
 from fastnst.utils.cache import keep_compile_cache
-from fastnst.utils.device import autocast_dtype, resolve_device
+from fastnst.utils.device import autocast_dtype, cpu_has_native_bf16, resolve_device
 from fastnst.utils.errors import CheckpointError, ConfigError, FastNSTError
 from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side
 
@@ -52,7 +52,8 @@ PREVIEW_MAX_SIDE = 256
 RESUME_MUST_MATCH = ("style_image", "style_size", "data_dir", "holdout_every", "width", "residual_blocks", "vgg",
                      "content_layer", "style_layers", "style_layer_weights", "content_weight", "style_weight",
                      "tv_weight", "image_size", "batch_size", "learning_rate", "schedule", "warmup_steps",
-                     "min_lr_ratio", "seed", "style_images", "style_names", "base", "relearn", "style_weights",
+                     "min_lr_ratio", "cooldown_fraction", "seed", "style_images", "style_names", "base", "relearn",
+                     "style_weights",
                      "stability_weight", "stability_noise", "stability_shift", "stability_margin",
                      "crop_max_scale", "hflip")
 
@@ -79,15 +80,21 @@ class TrainResult:
 
 
 def get_lr(step: int, config: TrainConfig) -> float:
-    """Learning rate for a 0-based step: linear warm-up, then constant or cosine decay to min_lr_ratio."""
+    """Learning rate for a 0-based step: linear warm-up, then constant, cosine decay to min_lr_ratio, or constant
+    with a linear cooldown to min_lr_ratio over the last cooldown_fraction of the steps (the last step is at the
+    floor)."""
     base = config.learning_rate
     if step < config.warmup_steps:
         return base * (step + 1) / config.warmup_steps
     if config.schedule == "constant":
         return base
+    floor = base * config.min_lr_ratio
+    if config.schedule == "cooldown":
+        span = max(1, round(config.cooldown_fraction * config.steps))
+        progress = min(1.0, max(0, step - (config.steps - span) + 1) / span)
+        return base + (floor - base) * progress
     span = max(1, config.steps - config.warmup_steps)
     progress = min(1.0, (step - config.warmup_steps) / span)
-    floor = base * config.min_lr_ratio
     return floor + (base - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -199,6 +206,9 @@ class Trainer:
         self.dist = init_distributed(config)
         self.device = resolve_device(config.device, self.dist.local_rank)
         self.amp_dtype = autocast_dtype(config.amp, self.device)
+        if self.amp_dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_has_native_bf16():
+            self.log("amp = bf16 on a CPU without bf16 instructions: oneDNN emulates it, at about 3× the time of an "
+                     "fp32 step (amp = auto trains in fp32 here)")
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels once

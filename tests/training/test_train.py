@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from fastnst.training.config import load_config
 from fastnst.training.trainer import StepReport, Trainer, export_checkpoint, get_lr
-from fastnst.utils.errors import CheckpointError
+from fastnst.utils.errors import CheckpointError, ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,6 +48,30 @@ def test_lr_schedule() -> None:
     assert get_lr(10, config) == pytest.approx(1.0)
     assert get_lr(99, config) == pytest.approx(0.1, abs=1e-3)
     assert get_lr(55, config) == pytest.approx(0.55, abs=1e-6)
+
+
+def test_cooldown_schedule_holds_the_rate_then_decays_linearly_over_the_last_share() -> None:
+    config = load_config(None, {"style_image": "s.jpg", "data_dir": "d", "steps": 100, "learning_rate": 1.0,
+                                "min_lr_ratio": 0.1, "schedule": "cooldown", "cooldown_fraction": 0.2})
+    assert [get_lr(step, config) for step in (0, 50, 79)] == [1.0, 1.0, 1.0]
+    assert get_lr(80, config) == pytest.approx(1.0 - 0.9 / 20)
+    assert get_lr(89, config) == pytest.approx(0.55)
+    assert get_lr(99, config) == pytest.approx(0.1)  # the last step runs at the floor
+    assert all(get_lr(step, config) > get_lr(step + 1, config) for step in range(79, 99))
+    with pytest.raises(ConfigError, match="cooldown_fraction"):
+        load_config(None, {"style_image": "s.jpg", "data_dir": "d", "cooldown_fraction": 0.0})
+
+
+def test_forced_bf16_on_a_cpu_that_emulates_it_says_so(shared_data: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    for where in ("fastnst.training.trainer", "fastnst.utils.device"):  # a CPU like Ice Lake, whatever runs this
+        monkeypatch.setattr(f"{where}.cpu_has_native_bf16", lambda: False)
+    said: list[str] = []
+    for amp in ("bf16", "auto"):
+        trainer = Trainer(load_config(None, tiny_train_overrides(shared_data, tmp_path / amp, amp=amp, device="cpu")),
+                          log=said.append)
+        assert trainer.amp_dtype == (torch.bfloat16 if amp == "bf16" else None)
+    assert len([line for line in said if "oneDNN emulates it" in line]) == 1, said
 
 
 def test_style_loss_falls_and_logs(shared_data: Path, tmp_path: Path) -> None:
