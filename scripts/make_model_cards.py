@@ -317,7 +317,7 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
         (f"| optimiser | Adam, learning rate {config['learning_rate']:g}, {config['schedule']} schedule"
          + ("" if config["schedule"] == "constant" else
             f" to {config['learning_rate'] * config['min_lr_ratio']:g}"
-            + (f" over the last {config.get('cooldown_fraction', 0.2):.0%} of the steps"
+            + (f" over the last {config['cooldown_fraction']:.0%} of the steps"
                if config["schedule"] == "cooldown" else ""))
          + f", warm-up {config['warmup_steps']}, seed {config['seed']} |"),
         f"| loss network | {config['vgg']} (ImageNet weights) |",

@@ -53,8 +53,7 @@ RESUME_MUST_MATCH = ("style_image", "style_size", "data_dir", "holdout_every", "
                      "content_layer", "style_layers", "style_layer_weights", "content_weight", "style_weight",
                      "tv_weight", "image_size", "batch_size", "learning_rate", "schedule", "warmup_steps",
                      "min_lr_ratio", "cooldown_fraction", "seed", "style_images", "style_names", "base", "relearn",
-                     "style_weights",
-                     "stability_weight", "stability_noise", "stability_shift", "stability_margin",
+                     "style_weights", "stability_weight", "stability_noise", "stability_shift", "stability_margin",
                      "crop_max_scale", "hflip")
 
 
