@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reference_recipe import ReferenceTrainer, ReferenceTransformerNet  # noqa: E402
 
-from fastnst.bench.machine import cpu_model  # noqa: E402
+from fastnst.bench.machine import cpu_details  # noqa: E402
 from fastnst.model.files import load_model  # noqa: E402
 from fastnst.perceptual.weights.resolve import load_vgg_features_state  # noqa: E402
 from fastnst.training.config import TrainConfig, load_config  # noqa: E402
@@ -83,9 +83,10 @@ class Run:
         """Where this run's model and run.json are written."""
         return self._seed_folder(root, f"steps{self.steps}")
 
-    def training_folder(self, root: Path) -> Path:
-        """Where this run's recipe trains: one training per recipe, painting and seed serves every length."""
-        return self._seed_folder(root, "train")
+    def training_folder(self, root: Path, length: int | None = None) -> Path:
+        """Where this run's recipe trains: one training per recipe, painting and seed serves every length, or with
+        ``length``, one training of that length (so processes training other lengths do not share it)."""
+        return self._seed_folder(root, "train" if length is None else f"train{length}")
 
     def _seed_folder(self, root: Path, stem: str) -> Path:
         return root / self.trainer / self.painting.stem / (stem + (f"-seed{self.seed}" if self.seed else ""))
@@ -173,15 +174,20 @@ def recipe(config: TrainConfig) -> dict:
 
 
 def train_fastnst(runs: list[Run], data_dir: Path, holdout_every: int, root: Path, settings: dict[Run, dict],
-                  cpu_budget: float | None = None) -> None:
+                  cpu_budget: float | None = None, length: int | None = None) -> None:
     """One training of one recipe on one painting, written out at each run's length.
 
     With a constant learning rate the model after k steps of a longer run is the model of a k-step run, so one run
     serves every length; ``cpu_budget`` adds the model reached when the run's process CPU time passes it (the last
-    run of ``runs``, the equal-time one, whose ``steps`` is the reference length it matches)."""
+    run of ``runs``, the equal-time one, whose ``steps`` is the reference length it matches). ``length`` trains the
+    single run of ``runs`` for that many steps instead of its ``steps`` (an equal-time run of a schedule that
+    depends on the run's length, sized beforehand)."""
     timed = runs[-1] if cpu_budget is not None else None
     lengths = {run.steps: run for run in runs if run is not timed}
-    folder = runs[0].training_folder(root)
+    if length is not None:
+        (only,) = runs
+        lengths = {length: only}
+    folder = runs[0].training_folder(root, length or runs[0].steps if len(runs) == 1 else None)
     if folder.exists():  # a stale or unfinished attempt: start over
         for path in sorted(folder.rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()
@@ -215,6 +221,17 @@ def train_fastnst(runs: list[Run], data_dir: Path, holdout_every: int, root: Pat
     trainer = Trainer(config, on_step=on_step)
     with contextlib.suppress(TrainingStopped):  # the equal-time run asked to stop
         trainer.run()
+
+
+def equal_time_length(group: list[Run], timed: Run, root: Path, settings: dict[Run, dict]) -> int:
+    """How many steps of the recipe fit the equal-time run's CPU budget, at the CPU time per step its longest
+    trained run of this process's machine measured (the run's learning-rate schedule needs its length up front)."""
+    trained = [run for run in group if run is not timed and is_done(run, root, settings[run])]
+    if not trained:
+        raise SystemExit(f"{timed.name}: the schedule depends on the run length, so the equal-time length comes "
+                         "from a trained run's CPU time per step; train the other lengths first")
+    record = json.loads((max(trained, key=lambda run: run.steps).folder(root) / "run.json").read_text())
+    return max(1, int(settings[timed]["cpu_budget"] / (record["cpu_seconds"] / record["steps_trained"])))
 
 
 def is_done(run: Run, root: Path, settings: dict) -> bool:
@@ -279,7 +296,8 @@ def reused_reference(report: Path, runs: list[Run], held_out: list[Path], data_d
         entry = earlier["results"].get(run.name)
         if entry and entry["painting"] == run.painting.name and entry.get("seed", 0) == run.seed:
             keep = ("content", "style", "steps_trained", "cpu_seconds", "wall_seconds", "threads")
-            found[run] = {key: entry[key] for key in keep if key in entry} | {"reused_from": str(report.name)}
+            found[run] = {key: entry[key] for key in keep if key in entry} | {
+                "reused_from": str(report.name), "measured_on": earlier.get("machine", {}).get("cpu", "unknown")}
     return found
 
 
@@ -350,7 +368,9 @@ def main() -> int:
     parser.add_argument("--variant-steps", nargs="*", type=int, help="steps for the variants (default: the first)")
     parser.add_argument("--equal-time", type=int, metavar="STEPS",
                         help="also report fastnst after as much CPU time as the reference's STEPS-step run took "
-                             "(needs that reference run first: train it with --only ^reference)")
+                             "(needs that reference run first: train it with --only ^reference; with a schedule "
+                             "that depends on the run length, the steps come from the CPU time per step of "
+                             "fastnst's longest --steps run)")
     parser.add_argument("--only", help="train only runs whose name (trainer/painting/steps) matches this regex, "
                                        "and skip the evaluation")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0],
@@ -401,6 +421,10 @@ def main() -> int:
             own = Run("fastnst", painting, max(args.steps), seed=first)
             record = ref.folder(root) / "run.json"
             if ref in reused:
+                if reused[ref]["measured_on"] != cpu_details():  # CPU seconds do not carry across CPU types
+                    raise SystemExit(f"--equal-time {args.equal_time}: {ref.name}'s CPU time in --reference-from was "
+                                     f"measured on {reused[ref]['measured_on']}, not this {cpu_details()}; train "
+                                     "the reference here (without --reference-from)")
                 budget = reused[ref]["cpu_seconds"]
             elif is_done(ref, root, ref.settings(args.data_dir, args.holdout_every)):
                 budget = json.loads(record.read_text())["cpu_seconds"]
@@ -433,11 +457,14 @@ def main() -> int:
         if settings[group[0]]["recipe"]["schedule"] == "constant":
             train_fastnst(group, args.data_dir, args.holdout_every, root, settings,
                           settings[timed]["cpu_budget"] if timed else None)
-        elif timed is not None:
-            raise SystemExit("--equal-time needs fastnst's default schedule to be 'constant'")
         else:  # the schedule depends on the run length: one training per length
             for run in group:
-                train_fastnst([run], args.data_dir, args.holdout_every, root, settings)
+                if run is not timed and wanted(run) and not is_done(run, root, settings[run]):
+                    train_fastnst([run], args.data_dir, args.holdout_every, root, settings)
+            if timed is not None and wanted(timed) and not is_done(timed, root, settings[timed]):
+                length = equal_time_length(group, timed, root, settings)
+                print(f"{timed.name}: {length} steps fit the reference's CPU time", flush=True)
+                train_fastnst([timed], args.data_dir, args.holdout_every, root, settings, length=length)
     if args.only is not None:
         return 0
 
@@ -469,7 +496,7 @@ def main() -> int:
             print(f"{run.name}: judge style {score['style']:.4g}, content {score['content']:.4g}", flush=True)
         grid_rows[painting.stem] = rows
 
-    print(f"\njudge: Gatys et al. on Caffe VGG19, {len(photos)} held-out photos; {cpu_model()}, "
+    print(f"\njudge: Gatys et al. on Caffe VGG19, {len(photos)} held-out photos; {cpu_details()}, "
           f"torch {torch.__version__}, {args.threads} thread(s) per run")
     print(f"{'run (reference length)':<44}{'steps':>7}{'style':>10}{'× ref':>8}{'content':>10}{'× ref':>8}"
           f"{'CPU s':>9}")
@@ -483,7 +510,7 @@ def main() -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.json, json.dumps({
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "python": platform.python_version(), "torch": torch.__version__,
+        "machine": {"cpu": cpu_details(), "python": platform.python_version(), "torch": torch.__version__,
                     "threads_per_run": args.threads},
         "judge": {"weights": "vgg19_caffe", "content": "MSE relu4_2",
                   "style": "sum over relu1_1..relu5_1 of MSE(Gram/(C·H·W)), painting longer side 512",

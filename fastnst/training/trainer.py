@@ -39,7 +39,7 @@ from fastnst.training.lineage import lineage_of, run_record
 from fastnst.training.stability import StabilitySpec, stability_loss, step_generator
 from fastnst.utils.atomic import atomic_write_text
 from fastnst.utils.cache import keep_compile_cache
-from fastnst.utils.device import autocast_dtype, cpu_has_native_bf16, resolve_device
+from fastnst.utils.device import autocast_dtype, emulated_bf16, resolve_device
 from fastnst.utils.errors import CheckpointError, ConfigError, FastNSTError
 from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side
 
@@ -205,7 +205,7 @@ class Trainer:
         self.dist = init_distributed(config)
         self.device = resolve_device(config.device, self.dist.local_rank)
         self.amp_dtype = autocast_dtype(config.amp, self.device)
-        if self.amp_dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_has_native_bf16():
+        if emulated_bf16(self.amp_dtype, self.device):
             self.log("amp = bf16 on a CPU without bf16 instructions: oneDNN emulates it, at about 3× the time of an "
                      "fp32 step (amp = auto trains in fp32 here)")
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -338,6 +338,10 @@ class Trainer:
         self.skipped = set(payload.get("skipped_files", []))
         self.recent = dict(payload.get("recent_losses", {}))
         self.log(f"resumed from {source} at step {self.step}")
+        if saved.steps != self.config.steps and self.config.schedule != "constant":
+            self.log(f"steps changed from {saved.steps} to {self.config.steps}: the {self.config.schedule} "
+                     f"learning-rate schedule follows the run's length, so from step {self.step + 1} it is the "
+                     f"schedule of a {self.config.steps}-step run")
 
     def _save_checkpoint(self) -> None:
         if not self.dist.is_main:

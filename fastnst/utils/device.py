@@ -71,6 +71,11 @@ def native_bf16(device: torch.device) -> bool:
     return cpu_has_native_bf16()
 
 
+def emulated_bf16(dtype: torch.dtype | None, device: torch.device) -> bool:
+    """Whether autocast in ``dtype`` on ``device`` would run bf16 that oneDNN emulates (slower than fp32)."""
+    return dtype == torch.bfloat16 and device.type == "cpu" and not cpu_has_native_bf16()
+
+
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The training autocast precision for ``amp`` on ``device``; None means full fp32.
 

@@ -184,6 +184,21 @@ def test_refuses_to_overwrite_or_resume_another_config(shared_data: Path, tmp_pa
         Trainer(load_config(None, {**values, "seed": 2}), resume=True)
 
 
+def test_resuming_with_more_steps_says_the_schedule_follows_the_new_length(shared_data: Path,
+                                                                           tmp_path: Path) -> None:
+    values = tiny_train_overrides(shared_data, tmp_path / "run", steps=2, schedule="cooldown")
+    Trainer(load_config(None, values)).run()
+    lines: list[str] = []
+    Trainer(load_config(None, {**values, "steps": 3}), resume=True, log=lines.append).run()
+    assert any("steps changed from 2 to 3" in line and "from step 3 it is the schedule of a 3-step run" in line
+               for line in lines), lines
+    constant = tiny_train_overrides(shared_data, tmp_path / "constant", steps=2, schedule="constant")
+    Trainer(load_config(None, constant)).run()
+    lines.clear()
+    Trainer(load_config(None, {**constant, "steps": 3}), resume=True, log=lines.append).run()
+    assert lines and not any("steps changed" in line for line in lines)  # a constant rate does not depend on it
+
+
 @pytest.mark.ddp
 def test_torchrun_two_cpu_processes(shared_data: Path, tmp_path: Path) -> None:
     values = tiny_train_overrides(shared_data, tmp_path / "ddp", steps=6, device="cpu")

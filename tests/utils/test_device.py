@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fastnst.utils import device as device_module
-from fastnst.utils.device import autocast_dtype, cpu_has_native_bf16
+from fastnst.utils.device import autocast_dtype, cpu_has_native_bf16, emulated_bf16
 
 CPU = torch.device("cpu")
 
@@ -35,6 +35,9 @@ def test_x86_needs_bf16_instructions(monkeypatch: pytest.MonkeyPatch, avx512_bf1
     assert cpu_has_native_bf16() is native
     assert autocast_dtype("auto", CPU) == (torch.bfloat16 if native else None)
     assert autocast_dtype("bf16", CPU) == torch.bfloat16  # an explicit choice is kept either way
+    assert emulated_bf16(torch.bfloat16, CPU) is not native
+    assert not emulated_bf16(None, CPU)
+    assert not emulated_bf16(torch.bfloat16, torch.device("cuda"))
 
 
 def test_onednn_refusing_bf16_wins_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
