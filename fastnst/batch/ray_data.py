@@ -32,6 +32,7 @@ from fastnst.runtime.base import Backend
 from fastnst.runtime.pipeline import Reporter, StylizeOptions, Summary, backend_for, needs_torch, unfinished_jobs
 from fastnst.runtime.plan import Job, plan_jobs
 from fastnst.utils import errors
+from fastnst.utils.atomic import remove_leftover_temporaries
 from fastnst.utils.errors import CheckpointError, FastNSTError, ImageError
 from fastnst.utils.ray_cluster import connect, require_ray
 
@@ -98,16 +99,20 @@ def stylize_paths_on_ray(model: PathLike, inputs: Sequence[PathLike], output: Pa
         dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS)).map_batches(
             _FileJobRunner, fn_constructor_kwargs={**runner_args, "options": options}, batch_size=1,
             batch_format="numpy", **pool)
-        for row in dataset.iter_rows():
-            index = int(row["index"])
-            job = todo[index]
-            error = _rebuilt(str(row["error_type"]), str(row["error"]), todo[index], rows[index])
-            outcomes[index] = error
-            if error is not None:
-                if not keep_going:
-                    raise error
-                reporter.job_failed(job, error)
-            reporter.job_finished(job, None if error else job.target)
+        try:
+            for row in dataset.iter_rows():
+                index = int(row["index"])
+                job = todo[index]
+                error = _rebuilt(str(row["error_type"]), str(row["error"]), todo[index], rows[index])
+                outcomes[index] = error
+                if error is not None:
+                    if not keep_going:
+                        raise error
+                    reporter.job_failed(job, error)
+                reporter.job_finished(job, None if error else job.target)
+        finally:  # a worker killed mid-write (and retried) leaves its temporary file behind
+            for job in todo:
+                remove_leftover_temporaries(job.target)
     summary.written = [job.target for index, job in enumerate(todo) if outcomes.get(index, True) is None]
     summary.failures = [(todo[index], error) for index, error in sorted(outcomes.items()) if error is not None]
     return summary

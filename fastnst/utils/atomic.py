@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +69,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         if full is not None:
             raise full from None
         raise
+
+
+def remove_leftover_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files :func:`atomic_path` left beside ``path`` when its writer was killed (SIGKILL skips
+    the clean-up), e.g. a Ray worker killed mid-write whose job was retried under a new temporary name.
+
+    Only names of the exact form ``atomic_path`` makes for ``path`` are touched; call it when no writer of ``path``
+    is left running."""
+    target = Path(path)
+    made_here = re.compile(rf"\.{re.escape(target.stem)}\.[A-Za-z0-9_]{{8}}\.tmp{re.escape(target.suffix)}")
+    removed = []
+    for candidate in target.parent.glob(f".{glob.escape(target.stem)}.*.tmp{glob.escape(target.suffix)}"):
+        if made_here.fullmatch(candidate.name) and candidate.is_file():
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
 
 
 def _disk_full(target: Path, exc: BaseException) -> OutputError | None:

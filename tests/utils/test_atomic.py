@@ -87,3 +87,16 @@ def test_full_disk_inside_a_library_writer_is_the_same_error(tmp_path: Path) -> 
     with pytest.raises(PermissionError), atomic_path(tmp_path / "img.png"):  # other failures keep their type
         raise PermissionError(errno.EACCES, "denied")
     assert not list(tmp_path.iterdir())
+
+
+def test_leftover_temporaries_of_a_killed_writer_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    target = tmp_path / "photo1.jpg"
+    writers = [atomic_path(target) for _ in range(2)]  # entered and never left, as by a killed writer
+    left = [writer.__enter__() for writer in writers]
+    keep = [tmp_path / name for name in ("photo1.jpg", ".photo1.jpg", ".photo1.notours.tmp.jpg",
+                                          ".photo12.abcdefgh.tmp.jpg", ".photo1.abcdefgh.tmp.png")]
+    for path in keep:
+        path.write_bytes(b"x")
+    assert all(path.is_file() for path in left)
+    assert sorted(atomic.remove_leftover_temporaries(target)) == sorted(left)
+    assert sorted(tmp_path.iterdir()) == sorted(keep)
