@@ -111,8 +111,7 @@ def stylize_paths_on_ray(model: PathLike, inputs: Sequence[PathLike], output: Pa
                     reporter.job_failed(job, error)
                 reporter.job_finished(job, None if error else job.target)
         finally:  # a worker killed mid-write (and retried) leaves its temporary file behind
-            for job in todo:
-                remove_leftover_temporaries(job.target)
+            remove_leftover_temporaries(job.target for job in todo)
     summary.written = [job.target for index, job in enumerate(todo) if outcomes.get(index, True) is None]
     summary.failures = [(todo[index], error) for index, error in sorted(outcomes.items()) if error is not None]
     return summary

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from fastnst.utils.errors import OutputError
@@ -36,6 +35,10 @@ def output_mode() -> int:
     return 0o666 & ~current_umask()
 
 
+_TEMPORARY_MARK = ".tmp"  # atomic_path's temporaries: ".<stem>.<mkstemp's 8 random characters>.tmp<suffix>"
+_TEMPORARY_NAME = re.compile(rf"\.(?P<stem>.+)\.[a-z0-9_]{{8}}{re.escape(_TEMPORARY_MARK)}(?P<suffix>.*)")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed over ``path``.
@@ -48,7 +51,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}",
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f"{_TEMPORARY_MARK}{target.suffix}",
                                         dir=target.parent)
     except OSError as exc:
         full = _disk_full(target, exc)
@@ -71,19 +74,27 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def remove_leftover_temporaries(path: str | os.PathLike[str]) -> list[Path]:
-    """Remove the temporary files :func:`atomic_path` left beside ``path`` when its writer was killed (SIGKILL skips
-    the clean-up), e.g. a Ray worker killed mid-write whose job was retried under a new temporary name.
+def remove_leftover_temporaries(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Remove the temporary files :func:`atomic_path` left beside ``paths`` when their writer was killed (SIGKILL
+    skips the clean-up), e.g. a Ray worker killed mid-write whose job was retried under a new temporary name.
 
-    Only names of the exact form ``atomic_path`` makes for ``path`` are touched; call it when no writer of ``path``
-    is left running."""
-    target = Path(path)
-    made_here = re.compile(rf"\.{re.escape(target.stem)}\.[A-Za-z0-9_]{{8}}\.tmp{re.escape(target.suffix)}")
+    Only names of the exact form ``atomic_path`` makes for one of ``paths`` are touched, and each folder is listed
+    once however many outputs it holds; call it when no writer of ``paths`` is left running."""
+    names_by_folder: dict[Path, set[str]] = {}
+    for path in paths:
+        target = Path(path)
+        names_by_folder.setdefault(target.parent, set()).add(target.name)
     removed = []
-    for candidate in target.parent.glob(f".{glob.escape(target.stem)}.*.tmp{glob.escape(target.suffix)}"):
-        if made_here.fullmatch(candidate.name) and candidate.is_file():
-            candidate.unlink(missing_ok=True)
-            removed.append(candidate)
+    for folder, names in names_by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            match = _TEMPORARY_NAME.fullmatch(entry.name)
+            if match and match["stem"] + match["suffix"] in names and entry.is_file(follow_symlinks=False):
+                Path(entry.path).unlink(missing_ok=True)
+                removed.append(Path(entry.path))
     return removed
 
 

@@ -98,5 +98,5 @@ def test_leftover_temporaries_of_a_killed_writer_are_removed_and_nothing_else(tm
     for path in keep:
         path.write_bytes(b"x")
     assert all(path.is_file() for path in left)
-    assert sorted(atomic.remove_leftover_temporaries(target)) == sorted(left)
+    assert sorted(atomic.remove_leftover_temporaries([target, tmp_path / "photo2.jpg"])) == sorted(left)
     assert sorted(tmp_path.iterdir()) == sorted(keep)
