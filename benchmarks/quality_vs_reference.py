@@ -187,7 +187,10 @@ def train_fastnst(runs: list[Run], data_dir: Path, holdout_every: int, root: Pat
     if length is not None:
         (only,) = runs
         lengths = {length: only}
-    folder = runs[0].training_folder(root, length or runs[0].steps if len(runs) == 1 else None)
+    if len(runs) == 1:  # a training of its own length
+        folder = runs[0].training_folder(root, length or runs[0].steps)
+    else:  # snapshots of one constant-rate training
+        folder = runs[0].training_folder(root)
     if folder.exists():  # a stale or unfinished attempt: start over
         for path in sorted(folder.rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()
@@ -230,17 +233,23 @@ def equal_time_length(group: list[Run], timed: Run, root: Path, settings: dict[R
     if not trained:
         raise SystemExit(f"{timed.name}: the schedule depends on the run length, so the equal-time length comes "
                          "from a trained run's CPU time per step; train the other lengths first")
-    record = json.loads((max(trained, key=lambda run: run.steps).folder(root) / "run.json").read_text())
+    record = run_record(max(trained, key=lambda run: run.steps), root)
     return max(1, int(settings[timed]["cpu_budget"] / (record["cpu_seconds"] / record["steps_trained"])))
+
+
+def run_record(run: Run, root: Path) -> dict | None:
+    """The run.json a finished training wrote for ``run`` (its settings and CPU time), or None if there is none."""
+    path = run.folder(root) / "run.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def is_done(run: Run, root: Path, settings: dict) -> bool:
     """Whether ``run`` was trained with ``settings``; a config key added since counts as unchanged while it keeps
     its default."""
-    record = run.folder(root) / "run.json"
-    if not record.is_file():
+    record = run_record(run, root)
+    if record is None:
         return False
-    stored = json.loads(record.read_text())["settings"]
+    stored = record["settings"]
     if "recipe" in stored and "recipe" in settings:
         fields = TrainConfig.__dataclass_fields__
         added = {key: value for key, value in settings["recipe"].items()
@@ -271,7 +280,7 @@ def judge_run(run: Run, root: Path, judge: GatysJudge, photos: list[torch.Tensor
     stylize = stylizer(run, root)
     outputs = [stylize(photo) for photo in photos]
     scores = [judge(out, feats) for out, feats in zip(outputs, photo_features, strict=True)]
-    record = json.loads((run.folder(root) / "run.json").read_text())
+    record = run_record(run, root)
     return {"content": statistics.fmean(s["content"] for s in scores),
             "style": statistics.fmean(s["style"] for s in scores),
             "steps_trained": record.get("steps_trained", run.steps),
@@ -419,7 +428,6 @@ def main() -> int:
         for painting in args.paintings:
             ref = Run("reference", painting, args.equal_time, seed=first)
             own = Run("fastnst", painting, max(args.steps), seed=first)
-            record = ref.folder(root) / "run.json"
             if ref in reused:
                 if reused[ref]["measured_on"] != cpu_details():  # CPU seconds do not carry across CPU types
                     raise SystemExit(f"--equal-time {args.equal_time}: {ref.name}'s CPU time in --reference-from was "
@@ -427,7 +435,7 @@ def main() -> int:
                                      "the reference here (without --reference-from)")
                 budget = reused[ref]["cpu_seconds"]
             elif is_done(ref, root, ref.settings(args.data_dir, args.holdout_every)):
-                budget = json.loads(record.read_text())["cpu_seconds"]
+                budget = run_record(ref, root)["cpu_seconds"]
             else:
                 raise SystemExit(f"--equal-time {args.equal_time}: {ref.name} is not trained yet (include "
                                  f"{args.equal_time} in --steps and train it with --only ^reference)")
