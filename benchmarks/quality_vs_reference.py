@@ -6,7 +6,8 @@ is held out and never trained on) at 256² × batch 4. The reference runs as pyt
 (``benchmarks/reference_recipe.py``: fp32, constant learning rate, Resize + CenterCrop, no shuffling, the last
 partial batch of each epoch kept); fastnst runs with its own defaults, plus any ``--variant`` (one config change
 each, for ablations). With a constant learning rate (fastnst's default) one training serves every length: the model
-after k steps of a longer run is the k-step model, written out as the run passes step k. Each model then stylizes
+after k steps of a longer run is the k-step model, written out as the run passes step k; a schedule that depends on
+the run's length (cooldown, cosine) trains each length on its own. Each model then stylizes
 the held-out photos (shorter side 256) and is scored by the judge (:class:`fastnst.training.quality.GatysJudge`,
 Caffe VGG19, which neither trainer optimises); lower is better.
 
@@ -336,7 +337,7 @@ def seed_summary(results: dict[str, dict]) -> list[dict]:
         if entry["trainer"] != "fastnst-equal-time":
             cells.setdefault((entry["painting"], entry["steps"]), {}).setdefault(entry["trainer"], []).append(entry)
     out = []
-    print(f"\nover seeds: {'trainer':<24}{'painting':<34}{'steps':>7}{'seeds':>7}{'style × ref':>13}"
+    print(f"\nover seeds: {'trainer':<24} {'painting':<34}{'steps':>7}{'seeds':>7}{'style × ref':>13}"
           f"{'± (it, ref)':>15}{'content × ref':>15}{'± (it, ref)':>15}")
 
     def mean_and_spread(entries: list[dict], loss: str) -> dict:
@@ -355,7 +356,7 @@ def seed_summary(results: dict[str, dict]) -> list[dict]:
                 row[f"reference_{loss}"] = ref = mean_and_spread(reference, loss)
                 row[f"{loss}_vs_reference"] = mine["mean"] / ref["mean"]
                 row[f"{loss}_spread"] = (f"{mine['stdev'] / mine['mean']:.1%}/{ref['stdev'] / ref['mean']:.1%}")
-            print(f"{'':<12}{trainer:<24}{painting:<34}{steps:>7}{len(row['seeds']):>7}"
+            print(f"{'':<12}{trainer:<24} {painting:<34}{steps:>7}{len(row['seeds']):>7}"
                   f"{row['style_vs_reference']:>13.3f}{row['style_spread']:>15}{row['content_vs_reference']:>15.3f}"
                   f"{row['content_spread']:>15}")
             out.append(row)
@@ -506,14 +507,14 @@ def main() -> int:
 
     print(f"\njudge: Gatys et al. on Caffe VGG19, {len(photos)} held-out photos; {cpu_details()}, "
           f"torch {torch.__version__}, {args.threads} thread(s) per run")
-    print(f"{'run (reference length)':<44}{'steps':>7}{'style':>10}{'× ref':>8}{'content':>10}{'× ref':>8}"
+    print(f"{'run (reference length)':<44} {'steps':>7}{'style':>10}{'× ref':>8}{'content':>10}{'× ref':>8}"
           f"{'CPU s':>9}")
     for name, entry in results.items():
         ref = results[reference_of[name]]
         entry["style_vs_reference"] = entry["style"] / ref["style"]
         entry["content_vs_reference"] = entry["content"] / ref["content"]
-        print(f"{name:<44}{entry['steps_trained']:>7}{entry['style']:>10.4g}{entry['style_vs_reference']:>8.2f}{entry['content']:>10.4g}"
-              f"{entry['content_vs_reference']:>8.2f}{entry['cpu_seconds']:>9.0f}")
+        print(f"{name:<44} {entry['steps_trained']:>7}{entry['style']:>10.4g}{entry['style_vs_reference']:>8.2f}"
+              f"{entry['content']:>10.4g}{entry['content_vs_reference']:>8.2f}{entry['cpu_seconds']:>9.0f}")
     spread = seed_summary(results) if len(args.seeds) > 1 else []
     args.json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.json, json.dumps({

@@ -36,6 +36,8 @@ STYLES = ("van_gogh_starry_night.jpg", "hokusai_great_wave.jpg", "durer_lion.jpg
 SINGLE_STYLE_DIGESTS = {
     ("2.14.1+cu130", "x86_64", "Intel(R) Xeon(R) Processor @ 2.80GHz (family 6, model 106)"):  # Ice Lake: fp32
         "6b1a872c2658d487d26f568eb13bd6e38a8e2e9c691249495f7af126d6c24470",
+    ("2.14.1+cu130", "x86_64", "Intel(R) Xeon(R) Processor (family 6, model 167, avx512_bf16)"):  # AMX: bf16
+        "2e47758aef9b54bbb8a81e0af01dfb5676263a87d36fd9ed7529c4ab7a7eb645",
 }
 
 
