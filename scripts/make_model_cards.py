@@ -319,7 +319,9 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
             f" to {config['learning_rate'] * config['min_lr_ratio']:g}"
             + (f" over the last {config['cooldown_fraction']:.0%} of the steps"
                if config["schedule"] == "cooldown" else ""))
-         + f", warm-up {config['warmup_steps']}, seed {config['seed']} |"),
+         + f", warm-up {config['warmup_steps']}, seed {config['seed']}"
+         + (f"; the model is the weight average of width {config['ema_width']:g}" if config.get("ema_width") else "")
+         + " |"),
         f"| loss network | {config['vgg']} (ImageNet weights) |",
         f"| content loss | {config['content_layer']}, weight {num(config['content_weight'])} |",
         f"| style loss | {layers}; weight {num(config['style_weight'])}; Gram matrices / (C·H·W) |",

@@ -7,8 +7,10 @@ the run names again); every other weight and row stays bit-equal. Such a model's
 config of every run that learned some of its rows (:mod:`fastnst.training.lineage`).
 
 A run is a pure function of its config: model init, data order and crops are seeded, and checkpoints carry the
-model, optimizer, grad scaler, RNG states and step (the data position is derived from the step), so a run killed
-at any moment and resumed from its last checkpoint ends with the same weights as one that was never stopped.
+model, optimizer, grad scaler, weight average, RNG states and step (the data position is derived from the step),
+so a run killed at any moment and resumed from its last checkpoint ends with the same weights as one that was
+never stopped. The model written is the weight average (``ema_width``, :mod:`fastnst.training.averaging`), or the
+last weights where it is off.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from fastnst.model.mixing import style_entries
 from fastnst.model.transformer import TransformerNet, TransformerSpec, extend, restart_rows
 from fastnst.perceptual.losses import ContentLoss, LossWeights, PerceptualLoss, StyleLoss
 from fastnst.perceptual.vgg import VGGFeatures
+from fastnst.training.averaging import WeightAverage
 from fastnst.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from fastnst.training.config import TrainConfig, config_from_dict, config_to_toml
 from fastnst.training.data import CropSpec, PhotoCrops, StepBatches, draw_styles, make_loader
@@ -54,7 +57,7 @@ RESUME_MUST_MATCH = ("style_image", "style_size", "data_dir", "holdout_every", "
                      "tv_weight", "image_size", "batch_size", "learning_rate", "schedule", "warmup_steps",
                      "min_lr_ratio", "cooldown_fraction", "seed", "style_images", "style_names", "base", "relearn",
                      "style_weights", "stability_weight", "stability_noise", "stability_shift", "stability_margin",
-                     "crop_max_scale", "hflip")
+                     "crop_max_scale", "hflip", "ema_width")
 
 
 @dataclass
@@ -233,6 +236,7 @@ class Trainer:
         # On a GPU the fused Adam is one kernel for every parameter instead of a few per tensor group.
         self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad],
                                           lr=config.learning_rate, fused=True if self.device.type == "cuda" else None)
+        self.average = WeightAverage(self.model, config.ema_width) if config.ema_width else None
         # fp16 needs loss scaling; for bf16 and fp32 the scaler is a no-op, so the loop has no precision branches.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
@@ -332,6 +336,10 @@ class Trainer:
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scaler.load_state_dict(payload["scaler"])
+        if self.average is not None:
+            if "weight_average" not in payload:
+                raise CheckpointError(f"cannot resume: {source} holds no weight average (ema_width)")
+            self.average.load_state_dict(payload["weight_average"])
         restore_rng_state(payload["rng"])
         self.step = int(payload["step"])
         self.elapsed = float(payload.get("elapsed_seconds", 0.0))
@@ -350,6 +358,7 @@ class Trainer:
             "model": self.model.state_dict(),  # the bare module: no "module." prefixes from DDP
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
+            **({"weight_average": self.average.state_dict()} if self.average is not None else {}),
             "rng": rng_state(),
             "step": self.step,
             "config": self.config.to_dict(),
@@ -403,6 +412,8 @@ class Trainer:
                 parameter.grad.index_fill_(0, self.frozen, 0.0)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.average is not None:
+            self.average.update(self.model)
         out = {"total": total.detach(), **{k: v.detach() for k, v in parts.items()}}
         if slots is not None:
             out["slots"] = slots
@@ -491,7 +502,11 @@ class Trainer:
     def write_model(self, folder: str | os.PathLike[str]) -> Path:
         """Write the network as it is now as a model folder (a run's result, or a snapshot taken from ``on_step``
         so one run with a constant schedule yields its models at several lengths)."""
-        return save_model(self.model, folder, self._metadata())
+        return save_model(self.result_model(), folder, self._metadata())
+
+    def result_model(self) -> nn.Module:
+        """The network this run gives now: the weight average with ``ema_width``, else the weights themselves."""
+        return self.model if self.average is None else self.average.averaged(self.model)
 
     # --- logging helpers
     def _make_writer(self) -> Any:
@@ -511,15 +526,16 @@ class Trainer:
     def _write_previews(self, writer: Any, previews: list[torch.Tensor]) -> None:
         """Each preview photo through the network: ``preview/<index>``, or ``preview/<style>/<index>`` for every
         style of a multi-style network."""
+        model = self.result_model()
         with torch.no_grad():
             for index, image in enumerate(previews):
                 if self.spec.styles == 1:
-                    out = self.model(image.to(self.device)).float().clamp(0, 1).cpu()
+                    out = model(image.to(self.device)).float().clamp(0, 1).cpu()
                     writer.add_image(f"preview/{index}", torch.cat([image, out], dim=-1)[0], self.step)
                     continue
                 for row, style in enumerate(self.styles):
                     pick = torch.nn.functional.one_hot(torch.tensor(row), self.spec.styles).float()
-                    out = self.model(image.to(self.device), pick.to(self.device)).float().clamp(0, 1).cpu()
+                    out = model(image.to(self.device), pick.to(self.device)).float().clamp(0, 1).cpu()
                     writer.add_image(f"preview/{style['name']}/{index}", torch.cat([image, out], dim=-1)[0],
                                      self.step)
 
@@ -579,7 +595,7 @@ def export_checkpoint(checkpoint_path: str | os.PathLike[str], folder: str | os.
     config = config_from_dict(payload["config"], str(checkpoint_path))
     spec = TransformerSpec(**payload["spec"])
     model = TransformerNet(spec)
-    model.load_state_dict(payload["model"])
+    model.load_state_dict(payload["weight_average"]["weights"] if "weight_average" in payload else payload["model"])
     return save_model(model, folder, model_metadata(
         config, steps=int(payload["step"]), planned_steps=config.steps, losses=payload.get("recent_losses", {}),
         styles=payload.get("styles"), lineage=payload.get("lineage"),

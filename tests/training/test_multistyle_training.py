@@ -144,7 +144,8 @@ def test_single_style_run_is_unchanged(shared_data: Path, tmp_path: Path) -> Non
     multi-style training existed, and its files say nothing about styles."""
     runs = {}
     for name, painting in (("image", {}), ("list", {"style_image": "", "style_images": paintings(shared_data, 1)})):
-        values = tiny_train_overrides(shared_data, tmp_path / name, steps=6, checkpoint_every=3, **painting)
+        values = tiny_train_overrides(shared_data, tmp_path / name, steps=6, checkpoint_every=3, learning_rate=1e-3,
+                                      ema_width=0.0, **painting)  # the recipe the digests were recorded with
         result = Trainer(load_config(None, values)).run()
         runs[name] = tensors_sha256(load_file(result.model_path))
         meta = json.loads((tmp_path / name / "model.json").read_text())
@@ -191,10 +192,13 @@ def test_multistyle_run_writes_styles_logs_each_and_resumes_exactly(shared_data:
     assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
 
 
-def test_add_a_style_keeps_the_old_ones_bit_equal(two_style_model: Path, shared_data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("ema_width", [0.0, 0.1])  # the weight average keeps them too
+def test_add_a_style_keeps_the_old_ones_bit_equal(two_style_model: Path, shared_data: Path, tmp_path: Path,
+                                                 ema_width: float) -> None:
     base, base_info = load_model(two_style_model)
     values = tiny_train_overrides(shared_data, tmp_path / "added", steps=4, style_image=str(shared_data / "styles" /
-                                  STYLES[2]), base=str(two_style_model), width=32, residual_blocks=5)
+                                  STYLES[2]), base=str(two_style_model), width=32, residual_blocks=5,
+                                  ema_width=ema_width)
     trainer = Trainer(load_config(None, values))
     trainable = {name for name, p in trainer.model.named_parameters() if p.requires_grad}
     assert trainable == trainer.model.style_keys()  # only the norms' rows learn (the old rows' grads are zeroed)

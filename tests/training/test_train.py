@@ -40,7 +40,7 @@ def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str
 
 
 def test_lr_schedule() -> None:
-    assert get_lr(99, load_config(None, {"style_image": "s.jpg", "data_dir": "d", "steps": 100})) == 1e-3  # default
+    assert get_lr(99, load_config(None, {"style_image": "s.jpg", "data_dir": "d", "steps": 100})) == 2e-3  # default
     config = load_config(None, {"style_image": "s.jpg", "data_dir": "d", "steps": 100, "warmup_steps": 10,
                                 "learning_rate": 1.0, "min_lr_ratio": 0.1, "schedule": "cosine"})
     assert get_lr(0, config) == pytest.approx(0.1)

@@ -111,7 +111,8 @@ def test_card_of_a_relearned_model_describes_each_run(tmp_path: Path) -> None:
     paintings = make_model_cards.model_paintings(grown, duo, make_model_cards.read_manifest(SHARED_DATA))
     text = make_model_cards.card(duo, grown, paintings, (155, 17, "x"), None, {})
     assert "| steps | 3 × batch 4 random 256² crops" in text  # the first run's, not the relearning run's
-    assert "learning rate 0.001, constant schedule" in text and "(step 3)" in text
+    assert "learning rate 0.002, constant schedule" in text and "(step 3)" in text
+    assert "seed 0; the model is the weight average of width 0.05 |" in text
     assert ("| then | `fastnst train --base`: `wave` (relearned, style weight 1.25e9); only their norm rows learn, "
             "every other weight and row stays bit-equal; 5 × batch 4 random 256² crops, Adam, learning rate "
             "0.01, 12 s on cpu × 1 |") in text
