@@ -43,14 +43,14 @@ class WeightAverage:
         self.gamma = exponent_for_width(width)
         self.updates = 0
         self.state = {name: value.detach().clone().float() for name, value in model.state_dict().items()}
+        self.averaged_names = frozenset(name for name, value in model.named_parameters() if value.is_floating_point())
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         weight = 1.0 - (1.0 - 1.0 / self.updates) ** (self.gamma + 1)
-        parameters = dict(model.named_parameters())
         for name, value in model.state_dict().items():
-            if name in parameters and value.is_floating_point():
+            if name in self.averaged_names:
                 self.state[name].lerp_(value.float(), weight)
             else:
                 self.state[name].copy_(value)

@@ -24,9 +24,9 @@ AmpMode = Literal["none", "bf16", "fp16", "auto"]
 VggWeights = Literal["vgg16", "vgg19", "vgg19_caffe"]
 Schedule = Literal["constant", "cosine", "cooldown"]
 Device = Literal["auto", "cpu", "cuda"]
+CompileMode = Literal["off", "default", "reduce-overhead"]
 # The power-function EMA's relative width is √(1/12) ≈ 0.289 at exponent 0; wider profiles need a negative one.
 EMA_MAX_WIDTH = 0.28
-CompileMode = Literal["off", "default", "reduce-overhead"]
 
 
 @dataclass(frozen=True)
