@@ -34,6 +34,8 @@ flicker). Usage:
         --output benchmarks/results/stability_scratch.json   # the CPU recipe, each variant from scratch
     nice python benchmarks/stability.py --from-scratch --steps 1524 --learning-rate 2e-3 --seed 1 \\
         --runs-dir runs/stability_scratch_1524_seed1 --output benchmarks/results/stability_scratch_1524_seed1.json
+    nice python benchmarks/stability.py --from-scratch --steps 1524 --learning-rate 2e-3 --seed 0 \
+        --set ema_width=0.05 --set 'schedule="constant"' ...   # the model's recipe with other training keys
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ import time
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
+import tomllib
 import torch
 
 BENCHMARKS = Path(__file__).resolve().parent
@@ -96,6 +100,20 @@ def parse_variant(text: str) -> tuple[float, bool, dict[str, float]]:
         else:
             raise SystemExit(f"variant {text!r}: suffixes are ':both', ':shift=N', ':noise=SIGMA' and ':margin=PX'")
     return (0.0 if weight == "off" else float(weight)), both, overrides
+
+
+def recipe_changes(items: list[str]) -> dict[str, Any]:
+    """``--set`` items ('ema_width=0.05', 'schedule="constant"') as config changes; a bad one stops the run."""
+    changes: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key.strip() not in TrainConfig.__dataclass_fields__:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE with a training config key")
+        try:
+            changes[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError as exc:
+            raise SystemExit(f"--set {item!r}: {exc} (strings need quotes: schedule='\"constant\"')") from None
+    return changes
 
 
 def fine_tune(config: TrainConfig, initial: TransformerNet | None,
@@ -200,6 +218,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int,
                         help="the runs' seed (initialisation, crops, perturbations; default: the model's own); "
                              "give each seed its own --runs-dir and --output")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change the recipe of every variant (TOML value syntax, repeatable), e.g. --set "
+                             "ema_width=0.05 --set schedule='\"constant\"'; recorded in the report's recipe")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -218,6 +239,8 @@ def main() -> int:
         # (Adam's first steps at the full rate move every weight by about the rate at once and undo the training).
         recipe = recipe.replace(learning_rate=base.learning_rate * base.min_lr_ratio, schedule="constant",
                                 warmup_steps=0)
+    changes = recipe_changes(args.set)
+    recipe = recipe.replace(**changes)
     recipe_key = {"model": args.model, "sha256": info.metadata.get("sha256"), "steps": args.steps,
                   "seed": recipe.seed, "start": "scratch" if args.from_scratch else "shipped",
                   "learning_rate": recipe.learning_rate, "schedule": recipe.schedule,
@@ -225,6 +248,8 @@ def main() -> int:
                   "stability_noise": recipe.stability_noise, "stability_shift": recipe.stability_shift,
                   "stability_margin": recipe.stability_margin,
                   "clip": {"photo": Path(args.photo).name, "size": [width, height], "frames": args.frames}}
+    if changes:  # absent otherwise, so reports written before --set existed still match a plain recipe
+        recipe_key["set"] = changes
     output = Path(args.output)
     previous = json.loads(output.read_text()) if args.keep and output.is_file() else {}
     # Each variant records its own perturbation, so the default one may change without discarding earlier variants.
