@@ -50,9 +50,7 @@ import time
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-import tomllib
 import torch
 
 BENCHMARKS = Path(__file__).resolve().parent
@@ -69,7 +67,7 @@ from fastnst.model.files import load_model  # noqa: E402
 from fastnst.model.transformer import TransformerNet  # noqa: E402
 from fastnst.runtime.margin import DEFAULT_MARGIN, with_margin  # noqa: E402
 from fastnst.runtime.video import flicker_ratio, model_stylizer  # noqa: E402
-from fastnst.training.config import TrainConfig  # noqa: E402
+from fastnst.training.config import TrainConfig, parse_overrides  # noqa: E402
 from fastnst.training.quality import (  # noqa: E402
     LossMeter,
     artifact_report,
@@ -79,6 +77,7 @@ from fastnst.training.quality import (  # noqa: E402
     make_vgg,
 )
 from fastnst.training.trainer import Trainer  # noqa: E402
+from fastnst.utils.errors import ConfigError  # noqa: E402
 from fastnst.utils.images import image_to_tensor  # noqa: E402
 
 FRAME_BATCH = 4  # frames per network call, as benchmarks/flicker.py and `fastnst stylize in.mp4` run them
@@ -100,20 +99,6 @@ def parse_variant(text: str) -> tuple[float, bool, dict[str, float]]:
         else:
             raise SystemExit(f"variant {text!r}: suffixes are ':both', ':shift=N', ':noise=SIGMA' and ':margin=PX'")
     return (0.0 if weight == "off" else float(weight)), both, overrides
-
-
-def recipe_changes(items: list[str]) -> dict[str, Any]:
-    """``--set`` items ('ema_width=0.05', 'schedule="constant"') as config changes; a bad one stops the run."""
-    changes: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or key.strip() not in TrainConfig.__dataclass_fields__:
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE with a training config key")
-        try:
-            changes[key.strip()] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError as exc:
-            raise SystemExit(f"--set {item!r}: {exc} (strings need quotes: schedule='\"constant\"')") from None
-    return changes
 
 
 def fine_tune(config: TrainConfig, initial: TransformerNet | None,
@@ -239,7 +224,10 @@ def main() -> int:
         # (Adam's first steps at the full rate move every weight by about the rate at once and undo the training).
         recipe = recipe.replace(learning_rate=base.learning_rate * base.min_lr_ratio, schedule="constant",
                                 warmup_steps=0)
-    changes = recipe_changes(args.set)
+    try:
+        changes = parse_overrides(args.set, "--set")
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
     recipe = recipe.replace(**changes)
     recipe_key = {"model": args.model, "sha256": info.metadata.get("sha256"), "steps": args.steps,
                   "seed": recipe.seed, "start": "scratch" if args.from_scratch else "shipped",

@@ -30,7 +30,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,7 +38,7 @@ from reference_recipe import ReferenceTrainer
 import fastnst
 from fastnst.bench.machine import cpu_details
 from fastnst.perceptual.weights.resolve import load_vgg_features_state
-from fastnst.training.config import load_config
+from fastnst.training.config import load_config, parse_overrides
 from fastnst.training.data import CropSpec, PhotoCrops
 from fastnst.training.trainer import Trainer
 from fastnst.utils.images import image_to_tensor, load_rgb
@@ -101,10 +100,7 @@ def main() -> int:
     batches = [torch.stack([dataset[(i * args.batch_size + j) % len(dataset)][0] for j in range(args.batch_size)])
                for i in range(steps)]
 
-    overrides: dict[str, Any] = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        overrides[key] = tomllib.loads(f"v = {value}")["v"]
+    overrides = parse_overrides(args.set, "--set")
     config = load_config(None, {
         "style_image": args.style, "data_dir": args.data_dir, "image_size": args.size, "batch_size": args.batch_size,
         "steps": 10**6, "device": "cpu", "tensorboard": False, "num_workers": 0,

@@ -12,10 +12,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
+
+import tomllib
 
 from fastnst.utils.errors import ConfigError
 from fastnst.utils.typed_config import Schema, option, read_toml, resolve_path
@@ -235,6 +237,22 @@ FIELD_TYPES: dict[str, Any] = SCHEMA.types
 def coerce(key: str, value: Any, source: str) -> Any:
     """Check ``value`` against the field's type and return it in the dataclass's representation."""
     return SCHEMA.coerce(key, value, source)
+
+
+def parse_overrides(items: Iterable[str], source: str) -> dict[str, Any]:
+    """``KEY=VALUE`` texts with TOML values (``ema_width=0.05``, ``schedule="constant"``) as checked config
+    overrides, for tools that take them from the command line; ``source`` names where they came from."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"{source} {item!r}: expected KEY=VALUE")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source} {item!r}: {exc} (strings need quotes: schedule='\"constant\"')") from None
+        values[key.strip()] = coerce(key.strip(), value, source)
+    return values
 
 
 def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from fastnst.training.config import (
     config_to_toml,
     load_config,
     load_run_config,
+    parse_overrides,
 )
 from fastnst.utils.errors import ConfigError
 
@@ -123,3 +124,13 @@ def test_flags_take_lists_space_or_comma_separated_and_keep_paths_whole() -> Non
                      "preview_images": ("a,b.jpg", "c.jpg"), "steps": 7}
     with pytest.raises(SystemExit):  # argparse names the flag and exits 2
         parser.parse_args(["--style-layer-weights", "1,x"])
+
+
+def test_command_line_overrides_are_toml_values_checked_against_the_config() -> None:
+    assert parse_overrides(['ema_width=0.05', 'schedule="constant"', "style_layer_weights=[1, 2]", "hflip=false"],
+                           "--set") == {"ema_width": 0.05, "schedule": "constant",
+                                        "style_layer_weights": (1.0, 2.0), "hflip": False}
+    for item, message in (("ema_width", "expected KEY=VALUE"), ("schedule=constant", "strings need quotes"),
+                          ("no_such_key=1", "unknown"), ("steps=\"ten\"", "'steps' must be")):
+        with pytest.raises(ConfigError, match=message):
+            parse_overrides([item], "--set")
