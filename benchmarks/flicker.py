@@ -1,13 +1,9 @@
 #!/usr/bin/env python3
 """Flicker of stylized video with and without smoothed instance-norm statistics.
 
-Flicker is measured as in issue #4: the mean absolute frame-to-frame change of the stylized frames divided by
-that of the input frames (1 = the output changes exactly as much as the input). Clips are made from a real
-photo (samples/), so the numbers need no video files:
-
-* ``static``: one view, sensor noise only (σ = 2/255 per frame);
-* ``pan``: the camera pans 2 px per frame across the photo, plus the same noise;
-* ``object``: a static view with a dark object moving across it (the statistics change with it), plus noise.
+Flicker is the mean absolute frame-to-frame change of the stylized frames divided by that of the input frames
+(1 = the output changes exactly as much as the input), on the ``static``, ``pan`` and ``object`` clips that
+fastnst.bench.flicker makes from a real photo (samples/), so the numbers need no video files.
 
 Each clip runs in batches of 4 frames, as ``fastnst stylize in.mp4`` does, with two remedies: smoothed
 instance-norm statistics (``model_stylizer(smoothing=M)``) and the motion-gated blend of outputs that
@@ -29,41 +25,22 @@ import sys
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from fastnst.bench.flicker import CLIP_FRAMES, CLIP_SIZE, synthetic_clips
 from fastnst.model.files import load_model
 from fastnst.runtime.margin import DEFAULT_MARGIN, with_margin
 from fastnst.runtime.video import TemporalBlend, flicker_ratio, model_stylizer
-from fastnst.utils.images import image_to_tensor
-
-
-def clips(photo: Path, width: int, height: int, frames: int) -> dict[str, torch.Tensor]:
-    """[T, 3, H, W] clips in [0, 1] (see the module docstring)."""
-    gen = torch.Generator().manual_seed(0)
-    big = image_to_tensor(Image.open(photo).convert("RGB").resize((width + 2 * frames, height + 2 * frames)))
-    def noise():
-        return torch.randn(frames, 3, height, width, generator=gen) * (2 / 255)
-    view = big[..., frames : frames + height, frames : frames + width]
-    static = view.repeat(frames, 1, 1, 1)
-    pan = torch.cat([big[..., frames : frames + height, 2 * t : 2 * t + width] for t in range(frames)])
-    moving = static.clone()
-    side = height // 4
-    for t in range(frames):
-        x = round(t * (width - side) / max(1, frames - 1))
-        moving[t, :, height // 3 : height // 3 + side, x : x + side] *= 0.15
-    return {name: (clip + noise()).clamp(0, 1) for name, clip in
-            (("static", static), ("pan", pan), ("object", moving))}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="starry_night")
     parser.add_argument("--photo", default=str(REPO / "samples" / "castle.jpg"))
-    parser.add_argument("--size", default="256x192")
-    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--size", default=f"{CLIP_SIZE[0]}x{CLIP_SIZE[1]}")
+    parser.add_argument("--frames", type=int, default=CLIP_FRAMES)
     parser.add_argument("--smoothing", default="0,0.5,0.9", help="statistics smoothing values (first = baseline)")
     parser.add_argument("--blend", default="0.5,0.8", help="TemporalBlend strengths (--flicker-reduction)")
     parser.add_argument("--margins", default=f"0,{DEFAULT_MARGIN}",
@@ -79,7 +56,7 @@ def main() -> int:
     blend_values = [float(v) for v in args.blend.split(",")]
     results: dict[str, dict[str, dict[str, float]]] = {}
     variants = [("stats", v) for v in stats_values] + [("blend", v) for v in blend_values]
-    for name, clip in clips(Path(args.photo), width, height, args.frames).items():
+    for name, clip in synthetic_clips(Path(args.photo), width, height, args.frames).items():
         results[name] = {}
         for margin in (int(v) for v in args.margins.split(",")):
             prefix = f"margin {margin}: " if margin else ""

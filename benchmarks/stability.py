@@ -10,9 +10,9 @@ the model's own schedule at ``--learning-rate``: stability learned from the star
 For each variant, and for the shipped model as it is, it reports:
 
 * plain per-frame flicker on the ``static``, ``pan`` and ``object`` clips exactly as ``benchmarks/flicker.py``
-  builds and runs them (its ``clips`` function, batches of 4 frames, no remedy), and ``panned_still``: the
-  flicker of ONE stylized frame (the clip's whole 304×240 source, no noise) cut into the pan's windows, i.e. what a
-  perfectly shift-equivariant network would give. It is a reference, not a bound: that frame's instance-norm
+  runs them (fastnst.bench.flicker: batches of 4 frames, no remedy), and ``panned_still``: the flicker of ONE
+  stylized frame (the clip's whole 304×240 source, no noise) cut into the pan's windows, i.e. what a perfectly
+  shift-equivariant network would give. It is a reference, not a bound: that frame's instance-norm
   statistics come from the larger picture, so its texture contrast differs from the windows' own;
 * the trainer's content and style loss on the config's held-out photos (fastnst.training.quality.LossMeter);
 * the artifact statistics and flags of fastnst.training.quality.artifact_report on those photos;
@@ -60,8 +60,7 @@ if (REPO.parent / "shared" / "data" / "vgg").is_dir():  # the VGG weights the sh
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCHMARKS))
 
-from flicker import clips  # noqa: E402  (benchmarks/flicker.py: the clips its table is measured on)
-
+from fastnst.bench.flicker import CLIP_FRAMES, CLIP_SIZE, PAN_PX, plain_flicker, synthetic_clips  # noqa: E402
 from fastnst.bench.machine import cpu_model  # noqa: E402
 from fastnst.model.files import load_model  # noqa: E402
 from fastnst.model.transformer import TransformerNet  # noqa: E402
@@ -79,9 +78,6 @@ from fastnst.training.quality import (  # noqa: E402
 from fastnst.training.trainer import Trainer  # noqa: E402
 from fastnst.utils.errors import ConfigError  # noqa: E402
 from fastnst.utils.images import image_to_tensor  # noqa: E402
-
-FRAME_BATCH = 4  # frames per network call, as benchmarks/flicker.py and `fastnst stylize in.mp4` run them
-PAN_PX = 2  # benchmarks/flicker.py's pan: px per frame
 
 
 def parse_variant(text: str) -> tuple[float, bool, dict[str, float]]:
@@ -146,12 +142,9 @@ def seen_through(model: TransformerNet, clip_set: dict[str, torch.Tensor], photo
                  margin: int) -> tuple[dict, list[torch.Tensor]]:
     """Flicker of each clip and the artifact report of the held-out photos, with ``margin`` px mirrored around
     every frame and photo (0: the bare network); also the stylized photos, for the held-out losses."""
-    out: dict = {"flicker": {}}
+    out: dict = {"flicker": plain_flicker(model, clip_set, margin)}
     with model_stylizer(model) as bare:
         stylize = with_margin(bare, margin)
-        for name, clip in clip_set.items():
-            styled = torch.cat([stylize(clip[i : i + FRAME_BATCH]) for i in range(0, clip.shape[0], FRAME_BATCH)])
-            out["flicker"][name] = round(flicker_ratio(clip, styled), 3)
         outputs = [stylize(p) for p in photos]
     report = artifact_report(outputs, photos)
     out["artifacts"] = {**asdict(report), "checkerboard_flag": report.checkerboard, "border_flag": report.border}
@@ -189,8 +182,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--variants", default="off,3e7,1e8,1e8:both")
     parser.add_argument("--photo", default=str(REPO / "samples" / "castle.jpg"))
-    parser.add_argument("--size", default="256x192", help="clip size, as benchmarks/flicker.py")
-    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--size", default=f"{CLIP_SIZE[0]}x{CLIP_SIZE[1]}",
+                        help="clip size, as benchmarks/flicker.py")
+    parser.add_argument("--frames", type=int, default=CLIP_FRAMES)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs-dir", default=str(REPO / "runs" / "stability_bench"))
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "stability.json"))
@@ -251,7 +245,7 @@ def main() -> int:
             for key in per_variant:
                 entry.setdefault(key, previous["recipe"].get(key, 0))  # no margin before it was recorded
 
-    clip_set = clips(Path(args.photo), width, height, args.frames)
+    clip_set = synthetic_clips(Path(args.photo), width, height, args.frames)
     paths = heldout_photos(base.data_dir, base.holdout_every)
     photos = [load_eval_image(p) for p in paths]
     vgg = make_vgg([base])

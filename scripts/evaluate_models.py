@@ -14,7 +14,10 @@ A multi-style model is measured once per style (``model:style``, the network bak
 style's painting) and set beside any single-style model of the same painting.
 
 Checkerboard and border statistics of the trained (and tenth) outputs are compared with the photos' own (see
-fastnst.training.quality). Writes a JSON (numbers per photo) and a Markdown page with the tables. Example:
+fastnst.training.quality), and the trained network's plain per-frame video flicker is measured on the synthetic
+clips of fastnst.bench.flicker (made from ``samples/castle.jpg``, held out from training), bare and through the
+mirrored margin ``fastnst stylize in.mp4`` applies. Writes a JSON (numbers per photo) and a Markdown page with
+the tables. Example:
 
     nice python scripts/evaluate_models.py models/* --tenth-dir runs/tenth_models \\
         --json benchmarks/results/model_quality.json --markdown docs/quality.md
@@ -36,10 +39,12 @@ import torch
 import torch.nn.functional as F
 from train_zoo import recipe_of  # scripts/ is on sys.path when this file is run
 
+from fastnst.bench.flicker import CLIP_FRAMES, CLIP_SIZE, PAN_PX, plain_flicker, synthetic_clips
 from fastnst.bench.machine import cpu_model
 from fastnst.model.files import load_model
 from fastnst.model.mixing import model_styles
 from fastnst.model.transformer import TransformerNet
+from fastnst.runtime.margin import DEFAULT_MARGIN
 from fastnst.training.config import TrainConfig
 from fastnst.training.quality import (
     BORDER_BAND_FRACTION,
@@ -64,10 +69,16 @@ from fastnst.training.quality import (
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FASTNST_SHARED_DATA", REPO.parent / "shared" / "data"))
+CLIP_PHOTO = REPO / "samples" / "castle.jpg"  # held out from every model's training (samples/CREDITS.md)
 
 
 def artifact_dict(report: ArtifactReport) -> dict:
     return {**asdict(report), "checkerboard_flag": report.checkerboard, "border_flag": report.border}
+
+
+def num(value: float) -> str:
+    """A config number the way a person writes it: 1e5, 5e9, 0.001."""
+    return f"{value:.3g}".replace("e+0", "e").replace("e+", "e")
 
 
 def mean(values: list[float]) -> float:
@@ -85,6 +96,12 @@ def measure(outputs: list[torch.Tensor], features: list[dict[str, torch.Tensor]]
 @torch.no_grad()
 def stylize(net: torch.nn.Module, photos: list[torch.Tensor]) -> list[torch.Tensor]:
     return [net(photo).float().clamp(0, 1) for photo in photos]
+
+
+def video_flicker(model: torch.nn.Module, clips: dict[str, torch.Tensor]) -> dict:
+    """Plain per-frame flicker of each clip, as ``fastnst stylize in.mp4`` delivers it and for the bare network."""
+    return {"margin": DEFAULT_MARGIN, "with_margin": plain_flicker(model, clips),
+            "bare": plain_flicker(model, clips, margin=0)}
 
 
 def other_photos(photos: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -180,10 +197,19 @@ def place(name: str, unit: Measured, twins: dict[str, str]) -> dict[str, str]:
 
 
 def single_style_twins(units: list[Measured]) -> dict[str, str]:
-    """Each style of a multi-style model → a single-style model of the same painting (by file name), if any."""
-    singles = {Path(u.painting).name: u.name for u in units if u.name == u.model}
-    return {u.name: singles[Path(u.painting).name] for u in units
-            if u.name != u.model and Path(u.painting).name in singles}
+    """Each style of a multi-style model → a single-style model of the same painting (by file name), if any: the
+    one named like the style where the painting has several (``starry_night`` beside ``starry_night_video``)."""
+    singles: dict[str, list[str]] = {}
+    for unit in units:
+        if unit.name == unit.model:
+            singles.setdefault(Path(unit.painting).name, []).append(unit.name)
+    twins: dict[str, str] = {}
+    for unit in units:
+        names = singles.get(Path(unit.painting).name, [])
+        if unit.name != unit.model and names:
+            style = unit.name.split(":", 1)[1]
+            twins[unit.name] = style if style in names else names[0]
+    return twins
 
 
 @torch.no_grad()
@@ -214,6 +240,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
     started = time.perf_counter()
     features = [vgg(photo) for photo in photos]  # every layer any loss uses, computed once per photo
     unrelated = other_photos(photos)
+    clips = synthetic_clips(CLIP_PHOTO)
     judge_vgg = None
     if judge_weights is not None:
         judge_vgg = GatysJudge.network(judge_weights)
@@ -246,9 +273,11 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
                     artifact_report(stylize(load_model(tenth_path)[0], photos), photos))
             elif "tenth" in kept:  # the tenth-steps model is not here: its measured entry stays as it was
                 old["artifacts"]["tenth"] = kept["tenth"]
+            old["flicker"] = video_flicker(model, clips)
             old.setdefault("measured_at", (previous or {}).get("measured_at"))
             old["loss"] = loss_definition(config)
             old["from_base"] = unit.style.from_base
+            old["stability_weight"] = unit.style.run["config"].get("stability_weight", 0.0)
             if judge_vgg is not None and "judge" not in old:
                 old["judge"] = judge_entry(outputs, painting)
             old.pop("single_style", None)  # the twin depends on which models this run was given
@@ -262,6 +291,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
                for key in ("steps", "hardware", "precision", "train_seconds", "final_losses")},
             "loss": loss_definition(config),
             "from_base": unit.style.from_base,
+            "stability_weight": unit.style.run["config"].get("stability_weight", 0.0),
         }
         outputs = stylize(model, photos)
         if old.get("sha256") == meta.get("sha256"):  # only the tenth-steps model is new
@@ -285,6 +315,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
                 "precision": tenth_meta.get("precision"), "train_seconds": tenth_meta.get("train_seconds")})
             artifacts["tenth"] = artifact_dict(artifact_report(tenth_outputs, photos))
         entry["artifacts"] = artifacts
+        entry["flicker"] = video_flicker(model, clips)
         if judge_vgg is not None:
             entry["judge"] = judge_entry(outputs, painting)
         entry.update(place(name, unit, twins))
@@ -308,6 +339,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
         "thresholds": {"checkerboard": CHECKERBOARD_MAX, "checkerboard_levels": CHECKERBOARD_MIN_LEVELS,
                        "border_luma": BORDER_LUMA_MAX,
                        "border_detail": BORDER_DETAIL_MAX, "border_band_fraction": BORDER_BAND_FRACTION},
+        "flicker_clips": {"photo": CLIP_PHOTO.name, "size": list(CLIP_SIZE), "frames": CLIP_FRAMES},
         "seconds": round(time.perf_counter() - started, 1),
         "models": results,
     }
@@ -424,6 +456,38 @@ def twin_table(models: dict) -> list[str]:
                      + " | ".join(fmt_ratio(value, 2) for value in ratios) + f" | {twin_flags} / {own_flags} |")
     means = [fmt(None) if None in column or not column else f"{mean(column):.2f}" for column in columns]
     lines.append(f"| mean | – | {' | '.join(means)} | {flagged[0]} / {flagged[1]} flagged |")
+    return lines
+
+
+def video_section(report: dict) -> list[str]:
+    """The flicker table: how much each model's texture changes between video frames that barely differ."""
+    measured = {name: m["flicker"] for name, m in report["models"].items() if "flicker" in m}
+    if not measured:
+        return []
+    clips = report.get("flicker_clips", {})
+    width, height = clips.get("size", CLIP_SIZE)
+    margin = next(iter(measured.values()))["margin"]
+    lines = [
+        "",
+        "## Video flicker",
+        "",
+        ("Plain per-frame flicker: the output's mean frame-to-frame change divided by the input's (1 = the "
+         "stylized video changes exactly as much as the source; above 1 is texture the network redraws), on the "
+         f"synthetic clips of `fastnst.bench.flicker` ({width}×{height}, {clips.get('frames', CLIP_FRAMES)} frames "
+         f"of `samples/{clips.get('photo', CLIP_PHOTO.name)}` with sensor noise): a **static** view, a **pan** of "
+         f"{PAN_PX} px per frame and a dark **object** crossing the view. No remedy (`--flicker-reduction 0`); "
+         f"**through the margin** is what `fastnst stylize in.mp4` gives ({margin} px mirrored around every "
+         "frame), **bare** the network alone. Models trained with the stability loss "
+         "([training.md](training.md#stable-video-the-stability-loss)) show its weight."),
+        "",
+        "| model | stability loss | static | pan | object | bare: static | bare: pan | bare: object |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, f in measured.items():
+        weight = report["models"][name].get("stability_weight")
+        seen, bare = f["with_margin"], f["bare"]
+        lines.append(f"| `{name}` | {num(weight) if weight else '–'} | {seen['static']:.2f} | {seen['pan']:.2f} "
+                     f"| {seen['object']:.2f} | {bare['static']:.2f} | {bare['pan']:.2f} | {bare['object']:.2f} |")
     return lines
 
 
@@ -564,6 +628,7 @@ def markdown(report: dict) -> str:
         for variant, a in m["artifacts"].items():
             label = f"`{name}`" + ("" if variant == "trained" else f" ({variant})")
             lines.append(f"| {label} | " + " | ".join(f"{v:+.3f}" for v in a["edge_profile"]) + " |")
+    lines += video_section(report)
     lines += ["", "## Summary", "", *summary(models), ""]
     if any(a["checkerboard_flag"] or a["border_flag"] for m in models.values() for a in m["artifacts"].values()):
         lines += [("What was tried against the flagged artifacts, what fixed which, and what is left: "

@@ -21,8 +21,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomllib
 import torch
-from evaluate_models import artifact_flags, fmt_ratio, twin_ratios  # scripts/ is on sys.path when this file is run
+from evaluate_models import artifact_flags, fmt_ratio, num, twin_ratios  # scripts/ is on sys.path when run
 from PIL import Image
 from train_zoo import RECIPES, recipe_of
 
@@ -78,11 +79,6 @@ def painting_info(style_file: str, manifest: dict[str, dict[str, str]]) -> Paint
 def model_paintings(meta: dict, folder: Path, manifest: dict[str, dict[str, str]]) -> list[tuple[str, Painting]]:
     """(style name, painting) for each style a model holds, in the order of its norm rows."""
     return [(entry["name"], painting_info(entry["image"], manifest)) for entry in style_entries(meta, folder.name)]
-
-
-def num(value: float) -> str:
-    """A config number the way a person writes it: 1e5, 5e9, 0.001."""
-    return f"{value:.3g}".replace("e+0", "e").replace("e+", "e")
 
 
 def fmt(value: float | None) -> str:
@@ -229,6 +225,47 @@ def later_runs(runs: list[dict]) -> list[str]:
     return rows
 
 
+def inherited(config_file: Path) -> list[str]:
+    """The chain of configs a style config inherits, nearest first, as repository paths."""
+    chain: list[str] = []
+    while parent := tomllib.loads(config_file.read_text(encoding="utf-8")).get("inherit"):
+        config_file = (config_file.parent / parent).resolve()
+        chain.append(config_file.relative_to(REPO).as_posix())
+    return chain
+
+
+def stability_row(config: dict) -> list[str]:
+    """The training table's row for the stability loss, when the model was trained with it."""
+    weight = config.get("stability_weight") or 0.0
+    if weight <= 0:
+        return []
+    shift = config.get("stability_shift") or 0
+    perturbation = f"Gaussian noise σ {config['stability_noise']:g}" + (f" and a shift of up to {shift} px"
+                                                                          if shift else "")
+    return [f"| stability loss | weight {num(weight)}: the output of a copy with {perturbation} must match the "
+            "output of the frame itself "
+            "([docs/training.md](../../docs/training.md#stable-video-the-stability-loss)) |"]
+
+
+def video_section(name: str, flicker: dict | None) -> list[str]:
+    """Plain per-frame flicker, as measured by ``scripts/evaluate_models.py``: what a video made with this model
+    shimmers by without ``--flicker-reduction``."""
+    if not flicker:
+        return []
+    seen, bare = flicker["with_margin"], flicker["bare"]
+    return [
+        "",
+        "## Video",
+        "",
+        ("Plain per-frame flicker, the output's frame-to-frame change ÷ the input's (1 = the video changes as much "
+         "as its source; [docs/quality.md](../../docs/quality.md#video-flicker)), as "
+         f"`fastnst stylize in.mp4 --model {name}` gives it ({flicker['margin']} px margin): static view "
+         f"{seen['static']:.2f}, pan {seen['pan']:.2f}, moving object {seen['object']:.2f}; the bare network: "
+         f"{bare['static']:.2f}, {bare['pan']:.2f}, {bare['object']:.2f}. `--flicker-reduction 0.5` damps what is "
+         "left ([docs/inference.md](../../docs/inference.md#video))."),
+    ]
+
+
 def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos: tuple[int, int, str],
          quality: dict | None, report: dict | None = None) -> str:
     """The Markdown model card (one style, or a multi-style model's styles and mixes). ``quality``: the model's
@@ -279,7 +316,9 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
     else:
         lines += [
             (f"Style of {paintings[0][1].label}. A feed-forward transform network (Johnson et al. 2016; "
-             f"{meta['parameters']:,} parameters) trained with fastnst's own trainer on real photos."),
+             f"{meta['parameters']:,} parameters) trained with fastnst's own trainer on real photos"
+             + (", with the stability loss, so that video frames that barely differ get the same texture (see "
+                "Video below)." if config.get("stability_weight") else ".")),
             "",
             f"![{name} applied to a held-out photo](sample.jpg)",
             "",
@@ -326,6 +365,7 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
         f"| content loss | {config['content_layer']}, weight {num(config['content_weight'])} |",
         f"| style loss | {layers}; weight {num(config['style_weight'])}; Gram matrices / (C·H·W) |",
         f"| TV loss weight | {num(config['tv_weight'])} |",
+        *stability_row(config),
         (f"| precision | {run.get('precision', '?')}"
          + (" |" if run.get("precision") == "float32" else " autocast (losses in fp32) |")),
         f"| hardware | {run.get('hardware', '?')}, torch {meta.get('torch', '?')} |",
@@ -335,8 +375,11 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
     config_file = next((f"{kind}/{name}.toml" for kind in ("styles", "multistyle")
                         if (REPO / "configs" / kind / f"{name}.toml").is_file()), None)
     if config_file:
-        lines.append(f"| config | [`configs/{config_file}`](../../configs/{config_file}) (inherits "
-                     "`configs/defaults.toml`), plus the recipe's flags |")
+        parents = inherited(REPO / "configs" / config_file)
+        chain = (" (inherits " + ", which inherits ".join(f"`{parent}`" for parent in parents) + ")"
+                 if parents else "")
+        lines.append(f"| config | [`configs/{config_file}`](../../configs/{config_file}){chain}, plus the "
+                     "recipe's flags |")
     else:
         lines.append("| config | the full config is in `model.json` |")
     lines += later_runs(runs)
@@ -385,6 +428,7 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
                 "(../../docs/recipes.md#artifacts-what-was-measured-what-was-tried-what-ships)"
                 if flags != "none" else "") + ")."),
         ]
+        lines += video_section(name, q.get("flicker"))
     else:
         lines.append("- Held-out losses: not measured yet (run `scripts/evaluate_models.py`).")
     use = [f"fastnst stylize photo.jpg --model {name} -o photo_{name}.jpg"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from fastnst.bench.flicker import plain_flicker, synthetic_clips
 from fastnst.model.files import load_model
 from fastnst.model.norm_stats import stat_norm_layers
 from fastnst.model.transformer import TransformerNet, TransformerSpec
@@ -114,14 +114,42 @@ def test_odd_sizes_and_silent_video(tmp_path: Path, model: TransformerNet) -> No
     assert read_frames(target).shape[0] == 5
 
 
+class _Unchanged(torch.nn.Module):
+    """A "stylizer" that returns its input: the output changes exactly as much as the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def test_synthetic_clips_are_a_noisy_still_a_pan_and_a_moving_object() -> None:
+    made = synthetic_clips(REPO / "samples" / "castle.jpg", 64, 48, 8)
+    assert list(made) == ["static", "pan", "object"]
+    assert all(clip.shape == (8, 3, 48, 64) and clip.min() >= 0 and clip.max() <= 1 for clip in made.values())
+    still = made["static"]
+    assert 1 / 255 < float((still[1] - still[0]).abs().mean()) < 3 / 255  # sensor noise only
+    pan = made["pan"]  # frame t+1 is frame t moved 2 px left, up to the noise
+    moved = float((pan[1, ..., :-2] - pan[0, ..., 2:]).abs().mean())
+    assert moved < 3 / 255 < float((pan[1] - pan[0]).abs().mean())
+    assert torch.equal(synthetic_clips(REPO / "samples" / "castle.jpg", 64, 48, 8)["object"], made["object"])
+
+
+def test_plain_flicker_of_an_unchanged_video_is_one_and_a_network_adds_its_own(model: TransformerNet) -> None:
+    made = synthetic_clips(REPO / "samples" / "castle.jpg", 64, 48, 8)
+    for margin in (0, 16):
+        assert plain_flicker(_Unchanged(), made, margin) == {"static": 1.0, "pan": 1.0, "object": 1.0}
+    bare, framed = plain_flicker(model, made, 0), plain_flicker(model, made, 16)
+    assert bare.keys() == framed.keys() == made.keys() and bare != framed
+
+
 def test_flicker_reduction_lowers_frame_to_frame_change() -> None:
     """Shipped model, real photo: the motion-gated blend (--flicker-reduction) damps the shimmer of a static
     noisy view and of a moving object; smoothed statistics help a little where an object shifts them."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from flicker import clips  # the benchmark's clip maker, so the test measures what it reports
-
     model, _ = load_model(REPO / "models" / "starry_night", device="cpu")
-    made = clips(REPO / "samples" / "castle.jpg", 96, 72, 12)
+    made = synthetic_clips(REPO / "samples" / "castle.jpg", 96, 72, 12)
     ratios: dict[tuple[str, str], float] = {}
     for name in ("static", "object"):
         clip = made[name]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -73,6 +74,16 @@ def test_each_style_is_measured_like_the_single_style_model_it_equals(tmp_path: 
     night_row = next(line for line in section.splitlines() if line.startswith("| `duo:night`"))
     assert night_row.endswith(" | – | – | – | – |")
     assert "tenth-of-steps runs of cafe, night_single" in page  # styles of a multi-style model have no tenth run
+    # Video flicker, through the default margin and bare, for every network measured.
+    for entry in models.values():
+        assert entry["flicker"]["margin"] == 32 and entry["stability_weight"] == 0
+        for seen in ("with_margin", "bare"):
+            assert set(entry["flicker"][seen]) == {"static", "pan", "object"}
+            assert all(0 < ratio < 10 for ratio in entry["flicker"][seen].values())
+    assert night["flicker"] == twin["flicker"]  # the same network gives the same frames
+    assert night["flicker"] != wave["flicker"]
+    video = page.split("## Video flicker")[1].split("\n## ")[0]
+    assert f"| `duo:night` | – | {night['flicker']['with_margin']['static']:.2f} |" in video
     assert report["torch"] == torch.__version__
 
     # Re-measuring the multi-style model alone (its twin's folder gone): the other entries and its twin are kept.
@@ -81,6 +92,19 @@ def test_each_style_is_measured_like_the_single_style_model_it_equals(tmp_path: 
                                      64, previous=earlier, keep_others=True)["models"]
     assert list(again) == list(models) and again["cafe"] == earlier["models"]["cafe"]
     assert again["duo:night"]["single_style"] == "night_single" and "single_style" not in again["duo:wave"]
+
+
+def test_a_style_is_set_beside_the_single_style_model_named_like_it() -> None:
+    """Two single-style models of one painting (one of them trained for video): the style's twin is the one with
+    its name, whatever the order; a style whose name none has takes the first."""
+    def unit(name: str, painting: str) -> SimpleNamespace:
+        return SimpleNamespace(name=name, model=name.split(":")[0], painting=f"/styles/{painting}")
+
+    for singles in (["night", "night_video"], ["night_video", "night"]):
+        units = [unit(name, "starry.jpg") for name in singles]
+        units += [unit("duo:night", "starry.jpg"), unit("duo:wave", "wave.jpg"), unit("trio:stars", "starry.jpg")]
+        twins = evaluate_models.single_style_twins(units)
+        assert twins == {"duo:night": "night", "trio:stars": singles[0]}
 
 
 def test_a_model_grown_from_a_base_is_measured_on_the_rows_its_run_learned(tmp_path: Path) -> None:

@@ -94,7 +94,10 @@ def test_model_loads_with_config_card_and_sample(name: str) -> None:
     if is_multistyle(meta):
         needed += ["## Style images", "public domain", "mix.jpg", "--mix", *(f"| `{style}` |" for style in styles)]
     else:
-        needed += ["## Style image", "painting licence", "digitisation", "## Artifact checks"]
+        needed += ["## Style image", "painting licence", "digitisation", "## Artifact checks", "## Video",
+                   "fastnst stylize in.mp4"]
+    if run["config"].get("stability_weight"):
+        needed += ["| stability loss | weight"]
     for text in needed:
         assert text in card, f"{name}'s card lacks {text!r}"
     assert str(meta["hardware"]).split(" ×")[0] in card

@@ -1,4 +1,5 @@
-"""The tools around the model zoo: the recipe-variant screen's pick rule and train_zoo's hard time limit."""
+"""The tools around the model zoo: the recipe-variant screen's pick rule, train_zoo's hard time limit and parts of
+the model cards."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "benchmarks"))
+import make_model_cards
 import train_zoo
 from screen_models import choose, style_of
 
@@ -53,3 +55,28 @@ def test_train_zoo_max_seconds_sets_a_deadline_without_probing(monkeypatch, tmp_
     (steps, deadline, extra), = calls  # one call: no probe
     assert steps == 762 and extra == ["--num-workers", "1"]
     assert started + 89 <= deadline <= time.time() + 90
+
+
+def test_a_card_names_the_stability_loss_only_when_the_model_was_trained_with_it() -> None:
+    assert make_model_cards.stability_row({"stability_weight": 0.0}) == []
+    assert make_model_cards.stability_row({}) == []
+    (row,) = make_model_cards.stability_row({"stability_weight": 6e7, "stability_noise": 0.01, "stability_shift": 0})
+    assert row.startswith("| stability loss | weight 6e7: ") and "σ 0.01" in row and "shift" not in row
+    (row,) = make_model_cards.stability_row({"stability_weight": 3e7, "stability_noise": 0.02, "stability_shift": 4})
+    assert "σ 0.02 and a shift of up to 4 px" in row
+
+
+def test_a_card_gives_the_flicker_through_the_margin_and_of_the_bare_network() -> None:
+    assert make_model_cards.video_section("x", None) == []
+    flicker = {"margin": 32, "with_margin": {"static": 0.712, "pan": 1.034, "object": 0.9},
+               "bare": {"static": 0.601, "pan": 0.903, "object": 0.776}}
+    text = "\n".join(make_model_cards.video_section("starry_night_video", flicker))
+    assert "## Video" in text and "`fastnst stylize in.mp4 --model starry_night_video`" in text
+    assert ("(32 px margin): static view 0.71, pan 1.03, moving object 0.90; the bare network: 0.60, 0.90, "
+            "0.78") in text
+
+
+def test_a_card_names_every_config_its_config_inherits() -> None:
+    assert make_model_cards.inherited(REPO / "configs" / "styles" / "starry_night_video.toml") == [
+        "configs/styles/starry_night.toml", "configs/defaults.toml"]
+    assert make_model_cards.inherited(REPO / "configs" / "defaults.toml") == []
