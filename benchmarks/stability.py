@@ -60,7 +60,14 @@ if (REPO.parent / "shared" / "data" / "vgg").is_dir():  # the VGG weights the sh
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCHMARKS))
 
-from fastnst.bench.flicker import CLIP_FRAMES, CLIP_SIZE, PAN_PX, plain_flicker, synthetic_clips  # noqa: E402
+from fastnst.bench.flicker import (  # noqa: E402
+    CLIP_FRAMES,
+    CLIP_SIZE,
+    PAN_PX,
+    clip_source,
+    plain_flicker,
+    synthetic_clips,
+)
 from fastnst.bench.machine import cpu_model  # noqa: E402
 from fastnst.model.files import load_model  # noqa: E402
 from fastnst.model.transformer import TransformerNet  # noqa: E402
@@ -77,7 +84,6 @@ from fastnst.training.quality import (  # noqa: E402
 )
 from fastnst.training.trainer import Trainer  # noqa: E402
 from fastnst.utils.errors import ConfigError  # noqa: E402
-from fastnst.utils.images import image_to_tensor  # noqa: E402
 
 
 def parse_variant(text: str) -> tuple[float, bool, dict[str, float]]:
@@ -116,12 +122,10 @@ def fine_tune(config: TrainConfig, initial: TransformerNet | None,
 def panned_still(model: TransformerNet, photo: Path, width: int, height: int, frames: int,
                  pan: torch.Tensor) -> float:
     """Flicker of the pan clip's windows cut from ONE stylized frame: what perfect shift equivariance would give."""
-    from PIL import Image
-
-    big = image_to_tensor(Image.open(photo).convert("RGB").resize((width + 2 * frames, height + 2 * frames)))
+    big, margin = clip_source(photo, width, height, frames)
     with model_stylizer(model) as stylize:
         styled = stylize(big)
-    cut = torch.cat([styled[..., frames : frames + height, PAN_PX * t : PAN_PX * t + width] for t in range(frames)])
+    cut = torch.cat([styled[..., margin : margin + height, PAN_PX * t : PAN_PX * t + width] for t in range(frames)])
     return flicker_ratio(pan, cut)
 
 

@@ -262,6 +262,9 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
         tenth_path = tenth_dir / name if tenth_dir and name == unit.model else None
         tenth_meta = (load_model(tenth_path)[1].metadata if tenth_path is not None
                       and (tenth_path / "model.safetensors").is_file() else None)
+        described = {"loss": loss_definition(config), "from_base": unit.style.from_base,
+                     "stability_weight": unit.style.run["config"].get("stability_weight", 0.0)}
+        flicker = video_flicker(model, clips)  # cheap (no VGG): measured again for every model, like artifacts
         if old.get("sha256") == meta.get("sha256") and (
                 tenth_meta is None or old.get("tenth", {}).get("sha256") == tenth_meta.get("sha256")):
             # Losses kept; the artifact statistics are cheap (no VGG), so they always follow the current code.
@@ -273,11 +276,8 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
                     artifact_report(stylize(load_model(tenth_path)[0], photos), photos))
             elif "tenth" in kept:  # the tenth-steps model is not here: its measured entry stays as it was
                 old["artifacts"]["tenth"] = kept["tenth"]
-            old["flicker"] = video_flicker(model, clips)
             old.setdefault("measured_at", (previous or {}).get("measured_at"))
-            old["loss"] = loss_definition(config)
-            old["from_base"] = unit.style.from_base
-            old["stability_weight"] = unit.style.run["config"].get("stability_weight", 0.0)
+            old.update(described, flicker=flicker)
             if judge_vgg is not None and "judge" not in old:
                 old["judge"] = judge_entry(outputs, painting)
             old.pop("single_style", None)  # the twin depends on which models this run was given
@@ -289,9 +289,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
             "sha256": meta.get("sha256"), "recipe": recipe_of(unit.style.run["config"]),
             **{key: unit.style.run.get(key)
                for key in ("steps", "hardware", "precision", "train_seconds", "final_losses")},
-            "loss": loss_definition(config),
-            "from_base": unit.style.from_base,
-            "stability_weight": unit.style.run["config"].get("stability_weight", 0.0),
+            **described,
         }
         outputs = stylize(model, photos)
         if old.get("sha256") == meta.get("sha256"):  # only the tenth-steps model is new
@@ -315,7 +313,7 @@ def evaluate(model_dirs: list[Path], tenth_dir: Path | None, data_dir: Path, vgg
                 "precision": tenth_meta.get("precision"), "train_seconds": tenth_meta.get("train_seconds")})
             artifacts["tenth"] = artifact_dict(artifact_report(tenth_outputs, photos))
         entry["artifacts"] = artifacts
-        entry["flicker"] = video_flicker(model, clips)
+        entry["flicker"] = flicker
         if judge_vgg is not None:
             entry["judge"] = judge_entry(outputs, painting)
         entry.update(place(name, unit, twins))
@@ -464,8 +462,8 @@ def video_section(report: dict) -> list[str]:
     measured = {name: m["flicker"] for name, m in report["models"].items() if "flicker" in m}
     if not measured:
         return []
-    clips = report.get("flicker_clips", {})
-    width, height = clips.get("size", CLIP_SIZE)
+    clips = report["flicker_clips"]  # written with every flicker entry
+    width, height = clips["size"]
     margin = next(iter(measured.values()))["margin"]
     lines = [
         "",
@@ -473,8 +471,8 @@ def video_section(report: dict) -> list[str]:
         "",
         ("Plain per-frame flicker: the output's mean frame-to-frame change divided by the input's (1 = the "
          "stylized video changes exactly as much as the source; above 1 is texture the network redraws), on the "
-         f"synthetic clips of `fastnst.bench.flicker` ({width}×{height}, {clips.get('frames', CLIP_FRAMES)} frames "
-         f"of `samples/{clips.get('photo', CLIP_PHOTO.name)}` with sensor noise): a **static** view, a **pan** of "
+         f"synthetic clips of `fastnst.bench.flicker` ({width}×{height}, {clips['frames']} frames "
+         f"of `samples/{clips['photo']}` with sensor noise): a **static** view, a **pan** of "
          f"{PAN_PX} px per frame and a dark **object** crossing the view. No remedy (`--flicker-reduction 0`); "
          f"**through the margin** is what `fastnst stylize in.mp4` gives ({margin} px mirrored around every "
          "frame), **bare** the network alone. Models trained with the stability loss "

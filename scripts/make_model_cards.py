@@ -21,7 +21,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomllib
 import torch
 from evaluate_models import artifact_flags, fmt_ratio, num, twin_ratios  # scripts/ is on sys.path when run
 from PIL import Image
@@ -30,6 +29,7 @@ from train_zoo import RECIPES, recipe_of
 from fastnst.model.files import load_styled_model
 from fastnst.model.mixing import style_entries
 from fastnst.runtime.pipeline import stylize_tensor
+from fastnst.training.config import inherited_configs
 from fastnst.training.data import find_photos, split_holdout
 from fastnst.training.lineage import lineage_of
 from fastnst.utils.atomic import atomic_write_text
@@ -225,15 +225,6 @@ def later_runs(runs: list[dict]) -> list[str]:
     return rows
 
 
-def inherited(config_file: Path) -> list[str]:
-    """The chain of configs a style config inherits, nearest first, as repository paths."""
-    chain: list[str] = []
-    while parent := tomllib.loads(config_file.read_text(encoding="utf-8")).get("inherit"):
-        config_file = (config_file.parent / parent).resolve()
-        chain.append(config_file.relative_to(REPO).as_posix())
-    return chain
-
-
 def stability_row(config: dict) -> list[str]:
     """The training table's row for the stability loss, when the model was trained with it."""
     weight = config.get("stability_weight") or 0.0
@@ -375,7 +366,7 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
     config_file = next((f"{kind}/{name}.toml" for kind in ("styles", "multistyle")
                         if (REPO / "configs" / kind / f"{name}.toml").is_file()), None)
     if config_file:
-        parents = inherited(REPO / "configs" / config_file)
+        parents = [path.relative_to(REPO).as_posix() for path in inherited_configs(REPO / "configs" / config_file)]
         chain = (" (inherits " + ", which inherits ".join(f"`{parent}`" for parent in parents) + ")"
                  if parents else "")
         lines.append(f"| config | [`configs/{config_file}`](../../configs/{config_file}){chain}, plus the "

@@ -30,13 +30,19 @@ FRAME_BATCH = 4  # frames per network call, as `fastnst stylize in.mp4` runs the
 NOISE_LEVEL = 2 / 255
 
 
+def clip_source(photo: Path, width: int, height: int, frames: int) -> tuple[torch.Tensor, int]:
+    """The photo resized to a ``width`` × ``height`` view plus the margin the pan travels over, and that margin:
+    every clip is cut from this picture."""
+    margin = PAN_PX * frames // 2
+    with Image.open(photo) as image:
+        return image_to_tensor(image.convert("RGB").resize((width + 2 * margin, height + 2 * margin))), margin
+
+
 def synthetic_clips(photo: Path, width: int = CLIP_SIZE[0], height: int = CLIP_SIZE[1],
                     frames: int = CLIP_FRAMES) -> dict[str, torch.Tensor]:
     """``static``, ``pan`` and ``object`` clips, each [T, 3, H, W] in [0, 1], with seeded noise (the module doc)."""
     gen = torch.Generator().manual_seed(0)
-    margin = PAN_PX * frames // 2
-    with Image.open(photo) as image:
-        big = image_to_tensor(image.convert("RGB").resize((width + 2 * margin, height + 2 * margin)))
+    big, margin = clip_source(photo, width, height, frames)
 
     def noise() -> torch.Tensor:
         return torch.randn(frames, 3, height, width, generator=gen) * NOISE_LEVEL

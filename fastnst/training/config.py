@@ -255,6 +255,20 @@ def parse_overrides(items: Iterable[str], source: str) -> dict[str, Any]:
     return values
 
 
+def inherited_configs(path: str | os.PathLike[str]) -> list[Path]:
+    """The config files ``path`` inherits, nearest first (``inherit`` chains, as load_config follows them)."""
+    chain: list[Path] = []
+    current = Path(path).resolve()
+    while (parent := read_toml(current).get("inherit")) is not None:
+        if not isinstance(parent, str):
+            raise ConfigError(f"{current}: 'inherit' must be a file name string")
+        current = (current.parent / parent).resolve()
+        if current == Path(path).resolve() or current in chain:
+            raise ConfigError(f"{current}: 'inherit' loops back to itself")
+        chain.append(current)
+    return chain
+
+
 def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read one TOML file (and what it inherits), resolving its relative paths against its folder."""
     path = path.resolve()

@@ -7,7 +7,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import REPO
+
+from fastnst.training.config import inherited_configs
+from fastnst.utils.errors import ConfigError
 
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -77,6 +81,15 @@ def test_a_card_gives_the_flicker_through_the_margin_and_of_the_bare_network() -
 
 
 def test_a_card_names_every_config_its_config_inherits() -> None:
-    assert make_model_cards.inherited(REPO / "configs" / "styles" / "starry_night_video.toml") == [
-        "configs/styles/starry_night.toml", "configs/defaults.toml"]
-    assert make_model_cards.inherited(REPO / "configs" / "defaults.toml") == []
+    assert inherited_configs(REPO / "configs" / "styles" / "starry_night_video.toml") == [
+        REPO / "configs" / "styles" / "starry_night.toml", REPO / "configs" / "defaults.toml"]
+    assert inherited_configs(REPO / "configs" / "defaults.toml") == []
+    card = (REPO / "models" / "starry_night_video" / "README.md").read_text(encoding="utf-8")
+    assert "(inherits `configs/styles/starry_night.toml`, which inherits `configs/defaults.toml`)" in card
+
+
+def test_an_inherit_loop_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text('inherit = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('inherit = "a.toml"\n')
+    with pytest.raises(ConfigError, match="loops back"):
+        inherited_configs(tmp_path / "a.toml")
