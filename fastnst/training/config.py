@@ -269,24 +269,19 @@ def inherited_configs(path: str | os.PathLike[str]) -> list[Path]:
     return chain
 
 
-def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read one TOML file (and what it inherits), resolving its relative paths against its folder."""
-    path = path.resolve()
-    if path in seen:
-        raise ConfigError(f"{path}: 'inherit' loops back to itself")
-    raw = read_toml(path)
+def _read_toml(path: Path) -> dict[str, Any]:
+    """Read a config and every file it inherits, nearer files overriding; each file's relative paths resolve
+    against its own folder."""
     values: dict[str, Any] = {}
-    parent = raw.pop("inherit", None)
-    if parent is not None:
-        if not isinstance(parent, str):
-            raise ConfigError(f"{path}: 'inherit' must be a file name string")
-        values.update(_read_toml(path.parent / parent, seen + (path,)))
-    for key, value in raw.items():
-        value = coerce(key, value, str(path))
-        if key in SCHEMA.path_fields:
-            value = (tuple(resolve_path(v, path.parent) for v in value) if isinstance(value, tuple)
-                     else resolve_path(value, path.parent))
-        values[key] = value
+    for file in reversed([Path(path).resolve(), *inherited_configs(path)]):
+        raw = read_toml(file)
+        raw.pop("inherit", None)
+        for key, value in raw.items():
+            value = coerce(key, value, str(file))
+            if key in SCHEMA.path_fields:
+                value = (tuple(resolve_path(v, file.parent) for v in value) if isinstance(value, tuple)
+                         else resolve_path(value, file.parent))
+            values[key] = value
     return values
 
 

@@ -33,6 +33,28 @@ def test_inherit_and_relative_paths(tmp_path: Path) -> None:
     assert config.style_name == "wave"
 
 
+def test_a_chain_of_three_nearer_files_win(tmp_path: Path) -> None:
+    write(tmp_path / "base.toml", 'data_dir = "photos"\nsteps = 7\nbatch_size = 2\n')
+    (tmp_path / "styles").mkdir()
+    write(tmp_path / "styles" / "wave.toml", 'inherit = "../base.toml"\nstyle_image = "wave.jpg"\nsteps = 9\n')
+    (tmp_path / "video").mkdir()
+    cfg = write(tmp_path / "video" / "wave_video.toml", 'inherit = "../styles/wave.toml"\nsteps = 11\n')
+    config = load_config(cfg)
+    assert (config.steps, config.batch_size) == (11, 2)
+    assert config.style_image == str((tmp_path / "styles" / "wave.jpg").resolve())
+    assert config.data_dir == str((tmp_path / "photos").resolve())
+
+
+def test_an_inherit_loop_is_refused_on_load(tmp_path: Path) -> None:
+    write(tmp_path / "a.toml", 'inherit = "b.toml"\ndata_dir = "d"\n')
+    write(tmp_path / "b.toml", 'inherit = "a.toml"\nstyle_image = "s.jpg"\n')
+    with pytest.raises(ConfigError, match="loops back"):
+        load_config(tmp_path / "a.toml")
+    write(tmp_path / "self.toml", 'inherit = "self.toml"\n')
+    with pytest.raises(ConfigError, match="loops back"):
+        load_config(tmp_path / "self.toml")
+
+
 def test_overrides_win_and_are_type_checked(tmp_path: Path) -> None:
     cfg = write(tmp_path / "a.toml", 'data_dir = "d"\nstyle_image = "s.jpg"\nsteps = 7\n')
     assert load_config(cfg, {"steps": 3}).steps == 3
