@@ -238,6 +238,12 @@ def stability_row(config: dict) -> list[str]:
             "([docs/training.md](../../docs/training.md#stable-video-the-stability-loss)) |"]
 
 
+FLICKER_MEANING = ("Plain per-frame flicker, the output's frame-to-frame change ÷ the input's (1 = the video changes "
+                   "as much as its source; [docs/quality.md](../../docs/quality.md#video-flicker))")
+FLICKER_REMEDY = ("`--flicker-reduction 0.5` damps what is left "
+                  "([docs/inference.md](../../docs/inference.md#video)).")
+
+
 def video_section(name: str, flicker: dict | None) -> list[str]:
     """Plain per-frame flicker, as measured by ``scripts/evaluate_models.py``: what a video made with this model
     shimmers by without ``--flicker-reduction``."""
@@ -248,13 +254,34 @@ def video_section(name: str, flicker: dict | None) -> list[str]:
         "",
         "## Video",
         "",
-        ("Plain per-frame flicker, the output's frame-to-frame change ÷ the input's (1 = the video changes as much "
-         "as its source; [docs/quality.md](../../docs/quality.md#video-flicker)), as "
-         f"`fastnst stylize in.mp4 --model {name}` gives it ({flicker['margin']} px margin): static view "
-         f"{seen['static']:.2f}, pan {seen['pan']:.2f}, moving object {seen['object']:.2f}; the bare network: "
-         f"{bare['static']:.2f}, {bare['pan']:.2f}, {bare['object']:.2f}. `--flicker-reduction 0.5` damps what is "
-         "left ([docs/inference.md](../../docs/inference.md#video))."),
+        (f"{FLICKER_MEANING}, as `fastnst stylize in.mp4 --model {name}` gives it ({flicker['margin']} px margin): "
+         f"static view {seen['static']:.2f}, pan {seen['pan']:.2f}, moving object {seen['object']:.2f}; the bare "
+         f"network: {bare['static']:.2f}, {bare['pan']:.2f}, {bare['object']:.2f}. {FLICKER_REMEDY}"),
     ]
+
+
+def style_video_section(name: str, styles: list[str], report: dict) -> list[str]:
+    """A multi-style model's plain per-frame flicker, one row per style: styles of one network differ as much
+    as separate models do."""
+    measured = {style: q["flicker"] for style in styles if (q := report.get(f"{name}:{style}")) and "flicker" in q}
+    if not measured:
+        return []
+    margin = next(iter(measured.values()))["margin"]
+    lines = [
+        "",
+        "## Video",
+        "",
+        (f"{FLICKER_MEANING}, per style: through the margin as `fastnst stylize in.mp4 --model {name} --style S` "
+         f"gives it ({margin} px), and of the bare network. {FLICKER_REMEDY}"),
+        "",
+        "| style | static | pan | moving object | bare: static | bare: pan | bare: moving object |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for style, flicker in measured.items():
+        seen, bare = flicker["with_margin"], flicker["bare"]
+        lines.append(f"| `{style}` | {seen['static']:.2f} | {seen['pan']:.2f} | {seen['object']:.2f} | "
+                     f"{bare['static']:.2f} | {bare['pan']:.2f} | {bare['object']:.2f} |")
+    return lines
 
 
 def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos: tuple[int, int, str],
@@ -388,6 +415,7 @@ def card(folder: Path, meta: dict, paintings: list[tuple[str, Painting]], photos
     ]
     if multi:
         lines += style_quality_section(name, styles, report or {}, n_held)
+        lines += style_video_section(name, styles, report or {})
     elif quality:
         q = quality
         tenth = q.get("tenth")

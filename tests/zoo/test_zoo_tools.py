@@ -80,6 +80,17 @@ def test_a_card_gives_the_flicker_through_the_margin_and_of_the_bare_network() -
             "0.78") in text
 
 
+def test_a_multistyle_card_gives_each_styles_flicker() -> None:
+    flicker = {"margin": 32, "with_margin": {"static": 1.666, "pan": 1.2, "object": 1.38},
+               "bare": {"static": 1.449, "pan": 1.06, "object": 1.22}}
+    report = {"zoo:starry_night": {"flicker": flicker}, "zoo:night_cafe": {}}
+    assert make_model_cards.style_video_section("zoo", ["night_cafe"], report) == []
+    lines = make_model_cards.style_video_section("zoo", ["night_cafe", "starry_night"], report)
+    assert "## Video" in lines and "| `starry_night` | 1.67 | 1.20 | 1.38 | 1.45 | 1.06 | 1.22 |" in lines
+    assert not any("night_cafe" in line for line in lines)
+    assert "`fastnst stylize in.mp4 --model zoo --style S`" in "\n".join(lines)
+
+
 def test_a_card_names_every_config_its_config_inherits() -> None:
     assert inherited_configs(REPO / "configs" / "styles" / "starry_night_video.toml") == [
         REPO / "configs" / "styles" / "starry_night.toml", REPO / "configs" / "defaults.toml"]
