@@ -27,8 +27,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from fastnst.bench.machine import cpu_model
 from fastnst.commands import COMMANDS
+from fastnst.utils.machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_SECONDS = 1.0

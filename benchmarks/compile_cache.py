@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fastnst.bench.machine import cpu_model  # noqa: E402
 from fastnst.utils.cache import COMPILE_CACHE_ENV  # noqa: E402
+from fastnst.utils.machine import cpu_model  # noqa: E402
 
 
 def stylize_seconds(image: Path, out: Path, cache: Path, compile: bool, threads: int) -> float:

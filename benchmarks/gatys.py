@@ -32,13 +32,13 @@ from PIL import Image
 from torch import nn
 from torchvision.models import vgg19
 
-from fastnst.bench.machine import cpu_details
 from fastnst.optimizer.config import DEFAULT_LOSS_WEIGHTS, GATYS_STYLE_LAYERS, OptimizeOptions
 from fastnst.optimizer.loop import Progress, load_loss_network, optimize
 from fastnst.perceptual.vgg import layer_names
 from fastnst.perceptual.weights.catalogue import NORMALIZATION
 from fastnst.perceptual.weights.resolve import load_vgg_features_state
 from fastnst.utils.images import image_to_tensor, load_rgb
+from fastnst.utils.machine import cpu_details
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FASTNST_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from fastnst.bench.machine import cpu_model
 from fastnst.export.onnx import export_onnx
 from fastnst.model.files import ONNX_FILES, WEIGHTS_FILE, load_model, save_model
 from fastnst.model.transformer import extend
 from fastnst.runtime.select import load_backend
+from fastnst.utils.machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 

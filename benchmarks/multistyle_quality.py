@@ -34,7 +34,6 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fastnst.bench.machine import cpu_model  # noqa: E402
 from fastnst.model.transformer import TransformerNet  # noqa: E402
 from fastnst.training.config import TrainConfig, load_config  # noqa: E402
 from fastnst.training.quality import (  # noqa: E402
@@ -48,6 +47,7 @@ from fastnst.training.quality import (  # noqa: E402
 )
 from fastnst.training.trainer import Trainer  # noqa: E402
 from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side  # noqa: E402
+from fastnst.utils.machine import cpu_model  # noqa: E402
 
 PAINTINGS = ("van_gogh_starry_night", "hokusai_great_wave", "kandinsky_composition_viii")
 

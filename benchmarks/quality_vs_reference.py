@@ -48,7 +48,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reference_recipe import ReferenceTrainer, ReferenceTransformerNet  # noqa: E402
 
-from fastnst.bench.machine import cpu_details  # noqa: E402
 from fastnst.model.files import load_model  # noqa: E402
 from fastnst.perceptual.weights.resolve import load_vgg_features_state  # noqa: E402
 from fastnst.training.config import TrainConfig, load_config  # noqa: E402
@@ -57,6 +56,7 @@ from fastnst.training.quality import GatysJudge, load_eval_image  # noqa: E402
 from fastnst.training.trainer import StepReport, Trainer, TrainingStopped  # noqa: E402
 from fastnst.utils.atomic import atomic_path, atomic_write_text  # noqa: E402
 from fastnst.utils.images import image_to_tensor, load_rgb, save_image, tensor_to_image  # noqa: E402
+from fastnst.utils.machine import cpu_details  # noqa: E402
 
 DEFAULT_PAINTINGS = ("van_gogh_the_harvest.jpg", "hokusai_kazusa_sea_route.jpg")  # no shipped model uses them
 IMAGE_SIZE, BATCH_SIZE = 256, 4

@@ -36,7 +36,7 @@ from typing import Any
 
 from PIL import Image
 
-from fastnst.bench.machine import cpu_details
+from fastnst.utils.machine import cpu_details
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO.parent / "shared" / "data" / "photos"

@@ -50,7 +50,7 @@ import httpx
 import torch
 from PIL import Image
 
-from fastnst.bench.machine import cpu_model
+from fastnst.utils.machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"  # never anything else: this is a load generator

@@ -68,7 +68,6 @@ from fastnst.bench.flicker import (  # noqa: E402
     plain_flicker,
     synthetic_clips,
 )
-from fastnst.bench.machine import cpu_model  # noqa: E402
 from fastnst.model.files import load_model  # noqa: E402
 from fastnst.model.transformer import TransformerNet  # noqa: E402
 from fastnst.runtime.margin import DEFAULT_MARGIN, with_margin  # noqa: E402
@@ -84,6 +83,7 @@ from fastnst.training.quality import (  # noqa: E402
 )
 from fastnst.training.trainer import Trainer  # noqa: E402
 from fastnst.utils.errors import ConfigError  # noqa: E402
+from fastnst.utils.machine import cpu_model  # noqa: E402
 
 
 def parse_variant(text: str) -> tuple[float, bool, dict[str, float]]:

@@ -36,12 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_recipe import ReferenceTrainer
 
 import fastnst
-from fastnst.bench.machine import cpu_details
 from fastnst.perceptual.weights.resolve import load_vgg_features_state
 from fastnst.training.config import load_config, parse_overrides
 from fastnst.training.data import CropSpec, PhotoCrops
 from fastnst.training.trainer import Trainer
 from fastnst.utils.images import image_to_tensor, load_rgb
+from fastnst.utils.machine import cpu_details
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

@@ -27,11 +27,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_recipe import ReferenceTrainer
 
-from fastnst.bench.machine import device_name
 from fastnst.perceptual.weights.resolve import load_vgg_features_state
 from fastnst.training.config import load_config
 from fastnst.training.data import CropSpec, PhotoCrops
 from fastnst.training.trainer import Trainer
+from fastnst.utils.machine import device_name
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from gpu_paths import encode_frames, make_video  # noqa: E402
 
-from fastnst.bench.machine import cpu_model  # noqa: E402
+from fastnst.utils.machine import cpu_model  # noqa: E402
 
 SETTINGS = {"slice threads (PyAV's default)": "SLICE", "frame and slice threads (fastnst)": "AUTO"}
 

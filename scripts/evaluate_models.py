@@ -40,7 +40,6 @@ import torch.nn.functional as F
 from train_zoo import recipe_of  # scripts/ is on sys.path when this file is run
 
 from fastnst.bench.flicker import CLIP_FRAMES, CLIP_SIZE, PAN_PX, plain_flicker, synthetic_clips
-from fastnst.bench.machine import cpu_model
 from fastnst.model.files import load_model
 from fastnst.model.mixing import model_styles
 from fastnst.model.transformer import TransformerNet
@@ -66,6 +65,7 @@ from fastnst.training.quality import (
     style_runs,
     untrained_network,
 )
+from fastnst.utils.machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FASTNST_SHARED_DATA", REPO.parent / "shared" / "data"))

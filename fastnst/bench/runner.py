@@ -322,7 +322,7 @@ def _test_image(height: int, width: int) -> torch.Tensor:
 
 
 def _machine(target: torch.device) -> dict[str, Any]:
-    from fastnst.bench.machine import cpu_model
+    from fastnst.utils.machine import cpu_model
 
     flags = ""
     try:

@@ -18,7 +18,6 @@ import torch
 from conftest import assert_one_clear_line, tiny_train_overrides
 from safetensors.torch import load_file
 
-from fastnst.bench.machine import cpu_details
 from fastnst.model.files import load_model, save_model, tensors_sha256
 from fastnst.model.transformer import TransformerNet, TransformerSpec, bake, extend
 from fastnst.perceptual.losses import ContentLoss, LossWeights, PerceptualLoss, StyleLoss
@@ -26,13 +25,14 @@ from fastnst.training.config import load_config
 from fastnst.training.data import draw_styles
 from fastnst.training.trainer import Trainer, TrainingStopped
 from fastnst.utils.errors import ConfigError
+from fastnst.utils.machine import cpu_details
 
 REPO = Path(__file__).resolve().parents[2]
 STYLES = ("van_gogh_starry_night.jpg", "hokusai_great_wave.jpg", "durer_lion.jpg")
 # tensors_sha256 of the model of a seeded 6-step single-style tiny run at the default recipe (constant learning
 # rate, channels_last training layers, amp "auto"), per platform where it was recorded: a run must keep training
 # these exact weights. Conv kernels and the autocast precision differ between CPU types and torch versions, so a
-# run is compared only on its own platform (torch version, architecture, fastnst.bench.machine.cpu_details()).
+# run is compared only on its own platform (torch version, architecture, fastnst.utils.machine.cpu_details()).
 SINGLE_STYLE_DIGESTS = {
     ("2.14.1+cu130", "x86_64", "Intel(R) Xeon(R) Processor @ 2.80GHz (family 6, model 106)"):  # Ice Lake: fp32
         "6b1a872c2658d487d26f568eb13bd6e38a8e2e9c691249495f7af126d6c24470",

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from fastnst.training.config import load_config
 from fastnst.training.trainer import StepReport, Trainer, export_checkpoint, get_lr
 from fastnst.utils.errors import CheckpointError, ConfigError
+from fastnst.utils.machine import cpu_details
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,6 +91,8 @@ def test_style_loss_falls_and_logs(shared_data: Path, tmp_path: Path) -> None:
     assert last < 0.6 * first, f"style loss {first:.4g} → {last:.4g}"
     assert result.model_path.is_file() and (tmp_path / "run" / "model.json").is_file()
     assert (tmp_path / "run" / "checkpoints" / "config.toml").is_file()
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["hardware"] == f"{cpu_details()} × 1"  # the CPU it trained on, not just "cpu"
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
