@@ -255,28 +255,37 @@ def parse_overrides(items: Iterable[str], source: str) -> dict[str, Any]:
     return values
 
 
-def inherited_configs(path: str | os.PathLike[str]) -> list[Path]:
-    """The config files ``path`` inherits, nearest first (``inherit`` chains, as load_config follows them)."""
-    chain: list[Path] = []
+def _config_chain(path: str | os.PathLike[str]) -> list[tuple[Path, dict[str, Any]]]:
+    """``path`` and every file it inherits, nearest first, each with its TOML table read once (``inherit`` kept);
+    a chain that comes back to a file it already holds is refused."""
+    chain: list[tuple[Path, dict[str, Any]]] = []
     current = Path(path).resolve()
-    while (parent := read_toml(current).get("inherit")) is not None:
+    while True:
+        raw = read_toml(current)
+        chain.append((current, raw))
+        parent = raw.get("inherit")
+        if parent is None:
+            return chain
         if not isinstance(parent, str):
             raise ConfigError(f"{current}: 'inherit' must be a file name string")
         current = (current.parent / parent).resolve()
-        if current == Path(path).resolve() or current in chain:
+        if any(current == file for file, _ in chain):
             raise ConfigError(f"{current}: 'inherit' loops back to itself")
-        chain.append(current)
-    return chain
+
+
+def inherited_configs(path: str | os.PathLike[str]) -> list[Path]:
+    """The config files ``path`` inherits, nearest first (``inherit`` chains, as load_config follows them)."""
+    return [file for file, _ in _config_chain(path)[1:]]
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
     """Read a config and every file it inherits, nearer files overriding; each file's relative paths resolve
     against its own folder."""
     values: dict[str, Any] = {}
-    for file in reversed([Path(path).resolve(), *inherited_configs(path)]):
-        raw = read_toml(file)
-        raw.pop("inherit", None)
+    for file, raw in reversed(_config_chain(path)):
         for key, value in raw.items():
+            if key == "inherit":
+                continue
             value = coerce(key, value, str(file))
             if key in SCHEMA.path_fields:
                 value = (tuple(resolve_path(v, file.parent) for v in value) if isinstance(value, tuple)
