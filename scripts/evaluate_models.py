@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from train_zoo import recipe_of  # scripts/ is on sys.path when this file is run
 
-from fastnst.bench.flicker import CLIP_FRAMES, CLIP_SIZE, PAN_PX, plain_flicker, synthetic_clips
+from fastnst.bench.flicker import CLIP_FRAMES, CLIP_NAMES, CLIP_SIZE, PAN_PX, plain_flicker, synthetic_clips
 from fastnst.model.files import load_model
 from fastnst.model.mixing import model_styles
 from fastnst.model.transformer import TransformerNet
@@ -102,6 +102,11 @@ def video_flicker(model: torch.nn.Module, clips: dict[str, torch.Tensor]) -> dic
     """Plain per-frame flicker of each clip, as ``fastnst stylize in.mp4`` delivers it and for the bare network."""
     return {"margin": DEFAULT_MARGIN, "with_margin": plain_flicker(model, clips),
             "bare": plain_flicker(model, clips, margin=0)}
+
+
+def flicker_cells(flicker: dict) -> str:
+    """A flicker entry as six table cells: static, pan and object through the margin, then the same bare."""
+    return " | ".join(f"{flicker[view][clip]:.2f}" for view in ("with_margin", "bare") for clip in CLIP_NAMES)
 
 
 def other_photos(photos: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -483,9 +488,7 @@ def video_section(report: dict) -> list[str]:
     ]
     for name, f in measured.items():
         weight = report["models"][name].get("stability_weight")
-        seen, bare = f["with_margin"], f["bare"]
-        lines.append(f"| `{name}` | {num(weight) if weight else '–'} | {seen['static']:.2f} | {seen['pan']:.2f} "
-                     f"| {seen['object']:.2f} | {bare['static']:.2f} | {bare['pan']:.2f} | {bare['object']:.2f} |")
+        lines.append(f"| `{name}` | {num(weight) if weight else '–'} | {flicker_cells(f)} |")
     return lines
 
 

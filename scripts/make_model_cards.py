@@ -22,7 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from evaluate_models import artifact_flags, fmt_ratio, num, twin_ratios  # scripts/ is on sys.path when run
+from evaluate_models import (  # scripts/ is on sys.path when run
+    artifact_flags,
+    flicker_cells,
+    fmt_ratio,
+    num,
+    twin_ratios,
+)
 from PIL import Image
 from train_zoo import RECIPES, recipe_of
 
@@ -277,10 +283,7 @@ def style_video_section(name: str, styles: list[str], report: dict) -> list[str]
         "| style | static | pan | moving object | bare: static | bare: pan | bare: moving object |",
         "|---|---|---|---|---|---|---|",
     ]
-    for style, flicker in measured.items():
-        seen, bare = flicker["with_margin"], flicker["bare"]
-        lines.append(f"| `{style}` | {seen['static']:.2f} | {seen['pan']:.2f} | {seen['object']:.2f} | "
-                     f"{bare['static']:.2f} | {bare['pan']:.2f} | {bare['object']:.2f} |")
+    lines += [f"| `{style}` | {flicker_cells(flicker)} |" for style, flicker in measured.items()]
     return lines
 
 

@@ -45,7 +45,7 @@ from fastnst.utils.cache import keep_compile_cache
 from fastnst.utils.device import autocast_dtype, emulated_bf16, resolve_device
 from fastnst.utils.errors import CheckpointError, ConfigError, FastNSTError
 from fastnst.utils.images import image_to_tensor, load_rgb, resize_max_side
-from fastnst.utils.machine import cpu_details
+from fastnst.utils.machine import device_name
 
 logger = logging.getLogger("fastnst.training.trainer")
 
@@ -541,10 +541,8 @@ class Trainer:
                                      self.step)
 
     def _run_info(self) -> dict[str, str]:
-        # A CPU's name with family/model and bf16 support: VMs often say only "Intel Xeon", and bf16 sets the speed.
-        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else cpu_details()
         return {
-            "hardware": f"{name} × {self.dist.world_size}",
+            "hardware": f"{device_name(self.device)} × {self.dist.world_size}",
             "precision": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "float32",
             "torch": str(torch.__version__),
         }

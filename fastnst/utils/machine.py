@@ -36,8 +36,8 @@ def cpu_details() -> str:
 
 
 def device_name(device: torch.device | str) -> str:
-    """'NVIDIA H200' for a CUDA device, the CPU model otherwise."""
+    """'NVIDIA H200' for a CUDA device, the CPU's details otherwise (cpu_details: VMs often name only the vendor)."""
     import torch  # here, so the CPU's name is known without loading torch
 
     device = torch.device(device)
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_details()
